@@ -1,0 +1,110 @@
+"""Schema of the ``backend=acl`` option: Ascend NPU inference through pyacl on an OM file.
+
+Two parts: :class:`AtcConfig` says how the ``convert`` stage turns the ONNX export into an OM
+with Huawei's ATC (``atc --framework=5 ...``), :class:`AclBackendConfig` says which device runs
+it.  Both check every value in ``__post_init__`` and report all faults at once.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import List
+
+from lstm_exp.errors import ConfigError
+
+#: ATC ``--log`` levels
+ATC_LOG_LEVELS = ("debug", "info", "warning", "error", "null")
+#: flags that :func:`lstm_exp.backends.acl.atc.build_atc_command` writes itself
+ATC_MANAGED_FLAGS = (
+    "--framework",
+    "--model",
+    "--output",
+    "--input_format",
+    "--input_shape",
+    "--soc_version",
+    "--dynamic_batch_size",
+    "--log",
+)
+#: aclrtMalloc policies: 0 huge pages first, 1 huge pages only, 2 normal pages only
+ACL_MALLOC_POLICIES = (0, 1, 2)
+#: ATC accepts between 2 and 100 gears for --dynamic_batch_size
+MIN_GEARS, MAX_GEARS = 2, 100
+
+
+def _raise_all(summary: str, faults: list[str]) -> None:
+    if faults:
+        raise ConfigError("\n".join([f"{summary}: {len(faults)} problem(s)", *faults]))
+
+
+@dataclass
+class AtcConfig:
+    """How ONNX -> OM conversion is run (the recipe's ``atc`` command line)."""
+
+    #: target chip, as ``atc --soc_version`` spells it (Ascend310, Ascend310P3, Ascend910B...)
+    soc_version: str = "Ascend310"
+    #: one OM with batch gears (``--dynamic_batch_size``) instead of one static OM per batch
+    dynamic_batch: bool = False
+    #: gears for a dynamic OM; empty = the sweep's batch sizes (or the current batch)
+    batch_gears: List[int] = field(default_factory=list)
+    #: frames per utterance the OM is built for (the recipe pads to 390)
+    frames: int = 390
+    #: atc --log level: debug | info | warning | error | null
+    log: str = "info"
+    #: further atc arguments, e.g. ["--precision_mode=allow_fp32_to_fp16"]
+    extra_args: List[str] = field(default_factory=list)
+    #: the atc executable (name looked up on PATH, or a path)
+    atc_path: str = "atc"
+
+    def __post_init__(self) -> None:
+        faults = []
+        if not self.soc_version.startswith("Ascend") or not self.soc_version[6:].strip():
+            faults.append(f"atc.soc_version: {self.soc_version!r} is not an Ascend SoC: write e.g. Ascend310 or Ascend310P3")
+        if self.frames < 2 or self.frames % 2:
+            faults.append(f"atc.frames: {self.frames} must be an even number >= 2: write 390 (the recipe)")
+        if self.log not in ATC_LOG_LEVELS:
+            faults.append(f"atc.log: {self.log!r} is not an atc log level: write one of {', '.join(ATC_LOG_LEVELS)}")
+        if not self.atc_path.strip():
+            faults.append("atc.atc_path: empty: write atc (looked up on PATH) or the full path of the atc executable")
+        bad_gears = [g for g in self.batch_gears if g < 1]
+        if bad_gears:
+            faults.append(f"atc.batch_gears: {bad_gears} are not batch sizes: write positive integers, e.g. [1,4,8,16,32]")
+        if len(set(self.batch_gears)) != len(self.batch_gears):
+            faults.append(f"atc.batch_gears: {list(self.batch_gears)} repeats a gear: list each batch size once")
+        if self.batch_gears and not self.dynamic_batch:
+            faults.append("atc.batch_gears: gears are only used by a dynamic OM: add atc.dynamic_batch=true or write atc.batch_gears=[]")
+        if self.batch_gears and not MIN_GEARS <= len(self.batch_gears) <= MAX_GEARS:
+            faults.append(
+                f"atc.batch_gears: {len(self.batch_gears)} gear(s); atc needs {MIN_GEARS} to {MAX_GEARS}: "
+                "add gears or use a static OM (atc.dynamic_batch=false)"
+            )
+        for arg in self.extra_args:
+            flag = arg.split("=", 1)[0]
+            if flag in ATC_MANAGED_FLAGS:
+                faults.append(f"atc.extra_args: {arg!r} sets {flag}, which is built from the config: remove it and set the atc.* field instead")
+            elif not arg.startswith("--"):
+                faults.append(f"atc.extra_args: {arg!r} is not an atc option: write --name=value")
+        _raise_all("invalid backend.atc config", faults)
+
+
+@dataclass
+class AclBackendConfig:
+    """pyacl inference on an Ascend device (the recipe's ``pyacl_infer``)."""
+
+    _target_: str = "lstm_exp.backends.acl.backend.AclBackend"
+    name: str = "acl"
+    #: NPU device id (``acl.rt.set_device``)
+    device_id: int = 0
+    atc: AtcConfig = field(default_factory=AtcConfig)
+    #: aclrtMalloc policy for device buffers: 0 huge first, 1 huge only, 2 normal only
+    malloc_policy: int = 0
+
+    def __post_init__(self) -> None:
+        faults = []
+        if self.name != "acl":
+            faults.append(f"backend.name: {self.name!r} does not match backend=acl: remove the override")
+        if self.device_id < 0:
+            faults.append(f"backend.device_id: {self.device_id} is not a device: write 0 (or the id npu-smi info shows)")
+        if self.malloc_policy not in ACL_MALLOC_POLICIES:
+            faults.append(
+                f"backend.malloc_policy: {self.malloc_policy} is not an aclrtMalloc policy: write 0 (huge first), 1 (huge only) or 2 (normal only)"
+            )
+        _raise_all("invalid backend=acl config", faults)

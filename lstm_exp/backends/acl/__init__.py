@@ -1,0 +1,24 @@
+"""Ascend backend: ONNX -> OM with ATC (:mod:`.atc`), pyacl inference on the OM (:mod:`.backend`).
+
+Importing this package needs neither the CANN toolkit nor an NPU; ``AclBackend.load`` imports
+pyacl and ``run_atc`` looks for ``atc``, each raising a MissingDependencyError that says what
+to install when they are absent.
+"""
+from lstm_exp.backends.acl.atc import (
+    AtcConversionError,
+    build_atc_command,
+    convert_onnx_to_om,
+    resolve_batch_spec,
+    run_atc,
+)
+from lstm_exp.backends.acl.backend import AclBackend, AclCallError
+
+__all__ = [
+    "AclBackend",
+    "AclCallError",
+    "AtcConversionError",
+    "build_atc_command",
+    "convert_onnx_to_om",
+    "resolve_batch_spec",
+    "run_atc",
+]

@@ -1,0 +1,130 @@
+"""ONNX -> OM conversion with Huawei's ATC (the recipe's stage 2).
+
+:func:`build_atc_command` writes the recipe's command line (static batch, or one OM with batch
+gears); :func:`run_atc` runs it when ``atc`` is installed, keeping the exact command
+(``atc_command.txt``) and ATC's output (the log file) beside the OM, and otherwise says which
+command to run on a machine with the Ascend CANN toolkit.  :func:`convert_onnx_to_om` joins
+both for the ``convert`` stage.
+"""
+from __future__ import annotations
+
+import shlex
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Sequence, Union
+
+from conf_schemas.acl import MAX_GEARS, MIN_GEARS, AtcConfig
+from lstm_exp.errors import ConfigError, LstmExpError, MissingDependencyError
+
+#: the ONNX input the recipe's export names and ATC's --input_shape refers to
+INPUT_NAME = "actual_input_1"
+FEATURE_DIM = 243
+#: the file name run_atc records the command in (beside the log)
+COMMAND_FILE = "atc_command.txt"
+
+BatchSpec = Union[int, Sequence[int]]
+
+
+class AtcConversionError(LstmExpError):
+    """atc ran and failed (its log says why)."""
+
+
+def _gears(batch: Sequence[int]) -> list[int]:
+    gears = sorted({int(b) for b in batch})
+    if any(g < 1 for g in gears):
+        raise ConfigError(f"batch gears {list(batch)} must all be >= 1")
+    if not MIN_GEARS <= len(gears) <= MAX_GEARS:
+        raise ConfigError(
+            f"batch gears {gears}: atc --dynamic_batch_size needs {MIN_GEARS} to {MAX_GEARS} distinct gears; "
+            "add gears (atc.batch_gears=[1,4,8,16,32]) or build a static OM (atc.dynamic_batch=false)"
+        )
+    return gears
+
+
+def build_atc_command(onnx_path: Path | str, output_stem: Path | str, batch: BatchSpec, cfg: AtcConfig) -> list[str]:
+    """The atc argv: an int ``batch`` gives a static OM, a list gives one OM with those gears.
+
+    ``output_stem`` is atc's ``--output`` (atc appends ``.om``).
+    """
+    if isinstance(batch, int):
+        if batch < 1:
+            raise ConfigError(f"batch={batch} is impossible for an OM: write a batch size >= 1")
+        shape = f"{INPUT_NAME}:{batch},{cfg.frames},{FEATURE_DIM}"
+        dynamic_args: list[str] = []
+    else:
+        gears = _gears(batch)
+        shape = f"{INPUT_NAME}:-1,{cfg.frames},{FEATURE_DIM}"
+        dynamic_args = [f"--dynamic_batch_size={','.join(str(g) for g in gears)}"]
+    return [
+        cfg.atc_path,
+        "--framework=5",
+        f"--model={onnx_path}",
+        f"--output={output_stem}",
+        "--input_format=ND",
+        f"--input_shape={shape}",
+        *dynamic_args,
+        f"--soc_version={cfg.soc_version}",
+        f"--log={cfg.log}",
+        *cfg.extra_args,
+    ]
+
+
+def om_path_of(cmd: Sequence[str]) -> Path:
+    """The OM file an atc command writes: its ``--output`` plus ``.om``."""
+    for arg in cmd:
+        if arg.startswith("--output="):
+            return Path(arg.split("=", 1)[1] + ".om")
+    raise ConfigError(f"atc command has no --output=...: {shlex.join(cmd)}")
+
+
+def run_atc(cmd: Sequence[str], log_path: Path | str) -> Path:
+    """Run ``cmd`` (from :func:`build_atc_command`); return the OM it wrote.
+
+    The command is written to ``atc_command.txt`` beside ``log_path`` before anything runs, so a
+    user without ATC can copy it to an Ascend host.
+    """
+    cmd = [str(c) for c in cmd]
+    log_path = Path(log_path)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    command_line = shlex.join(cmd)
+    (log_path.parent / COMMAND_FILE).write_text(command_line + "\n")
+    executable = shutil.which(cmd[0])
+    if executable is None:
+        raise MissingDependencyError(
+            f"{cmd[0]!r} not found on PATH: ONNX->OM conversion needs the Ascend CANN toolkit (atc); "
+            f"source <CANN>/set_env.sh (e.g. /usr/local/Ascend/ascend-toolkit/set_env.sh) and run again, "
+            f"or run on an Ascend host: {command_line}"
+        )
+    om_path = om_path_of(cmd)
+    om_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "wb") as log:
+        log.write(f"$ {command_line}\n".encode())
+        log.flush()
+        proc = subprocess.run([executable, *cmd[1:]], stdout=log, stderr=subprocess.STDOUT, check=False)
+    if proc.returncode != 0:
+        raise AtcConversionError(f"atc failed with exit code {proc.returncode}: read {log_path} (command in {log_path.parent / COMMAND_FILE})")
+    if not om_path.is_file():
+        raise AtcConversionError(f"atc exited 0 but wrote no {om_path}: read {log_path}")
+    return om_path
+
+
+def resolve_batch_spec(cfg: AtcConfig, batch: int, sweep_batches: Sequence[int] = ()) -> BatchSpec:
+    """What to build for a job at ``batch``: the batch itself (static OM), or the gears of a
+    dynamic OM (``cfg.batch_gears``, else the sweep's batch sizes plus ``batch``)."""
+    if not cfg.dynamic_batch:
+        return int(batch)
+    gears = list(cfg.batch_gears) or sorted({int(batch), *(int(b) for b in sweep_batches)})
+    if batch not in gears and batch > max(gears):
+        raise ConfigError(f"batch={batch} is larger than every gear of atc.batch_gears={gears}: add a gear >= {batch}")
+    return _gears(gears)
+
+
+def convert_onnx_to_om(onnx_path: Path | str, out_dir: Path | str, batch: BatchSpec, cfg: AtcConfig, stem: str = "model") -> Path:
+    """Run atc on ``onnx_path`` into ``out_dir/<stem>.om`` (log: ``out_dir/atc.log``)."""
+    onnx_path = Path(onnx_path)
+    if not onnx_path.is_file():
+        raise ConfigError(f"ONNX model {onnx_path} does not exist: run the export stage first (stage=export)")
+    out_dir = Path(out_dir)
+    cmd = build_atc_command(onnx_path.resolve(), (out_dir / stem).resolve(), batch, cfg)
+    return run_atc(cmd, out_dir / "atc.log")

@@ -1,0 +1,1 @@
+"""onnxruntime backend (CPU build, or the GPU build from the `gpu` extra)."""

@@ -1,0 +1,397 @@
+"""The ``prepare`` stage: corpus -> Kaldi data dirs, raw fbank, global CMVN, units, phone bigram LM.
+
+Output layout (``docs/ARCHITECTURE.md``)::
+
+    <out_dir>/units  cmvn.mat  lm_phone_bg.arpa  meta.json
+    <out_dir>/{train,dev,test}/wav.scp text utt2spk spk2utt feats.scp utt2num_frames (+ feats.ark)
+
+For ``timit`` and ``synth`` corpora the whole tree is validated, labels folded to 39 phones and
+the units checked before anything is written; features are then extracted over
+``cfg.workers`` processes.  ``feats.scp`` entries of extracted features are relative to their
+data dir (``feats.ark:<offset>``; read them with :func:`lstm_exp.data.kaldi_dir.resolve_feats_scp`)
+so that the stage cache can rename the folder.  For ``kaldi_dir`` the user's ``feats.scp`` /
+``fbank.scp`` entries are referenced with absolute paths, nothing is re-extracted, and the
+user's CMVN stats are used when ``cfg.cmvn`` names them.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import asdict
+from pathlib import Path
+from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+
+import kaldiio
+import numpy as np
+from tqdm import tqdm
+
+from conf_schemas.data import DataConfig
+from lstm_exp.data.corpus import SPLITS, Utterance, read_timit
+from lstm_exp.data.features import compute_cmvn_stats, extract_features, save_cmvn
+from lstm_exp.data.kaldi_dir import (
+    KaldiDataDir,
+    read_data_dir,
+    spk2utt_from_utt2spk,
+    write_data_dir,
+    write_feats_scp,
+    write_table,
+    write_utt2num_frames,
+)
+from lstm_exp.data.lm import train_bigram_arpa
+from lstm_exp.data.phones import (
+    DEV_SPEAKER_LIST_NAME,
+    TEST_SPEAKER_LIST_NAME,
+    fold_to_39,
+    packaged_resource_path,
+    read_speaker_list,
+)
+from lstm_exp.errors import ConfigError, DataError
+
+BLANK, UNK = "blank", "UNK"
+UNITS_FILE = "units"
+CMVN_FILE = "cmvn.mat"
+LM_FILE = "lm_phone_bg.arpa"
+META_FILE = "meta.json"
+
+
+# --------------------------------------------------------------------------------- units
+
+
+def build_units(train_transcripts: Iterable[Sequence[str]]) -> List[str]:
+    """``[blank, UNK, phones in order of first appearance]`` over the train transcripts (in order)."""
+    units = [BLANK, UNK]
+    seen = set(units)
+    for phones in train_transcripts:
+        for phone in phones:
+            if phone not in seen:
+                seen.add(phone)
+                units.append(phone)
+    return units
+
+
+def write_units(path: Path, units: Sequence[str]) -> None:
+    """``<name> <id>`` per line."""
+    Path(path).write_text("".join(f"{name} {index}\n" for index, name in enumerate(units)), encoding="utf-8")
+
+
+def read_units(path: Path) -> List[str]:
+    """Units from a ``units`` file; ids must run 0, 1, 2, ... in file order."""
+    units: List[str] = []
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except OSError as err:
+        raise DataError(f"{path}: cannot read units file ({err.strerror or err})") from err
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        fields = line.split()
+        if len(fields) != 2 or fields[1] != str(len(units)):
+            raise DataError(f"{path}:{number}: expected '<name> {len(units)}', got {line.strip()!r}")
+        units.append(fields[0])
+    if len(units) < 3:
+        raise DataError(f"{path}: {len(units)} units; expected blank, UNK and the phones")
+    return units
+
+
+def _check_labels_in_units(texts: Mapping[str, Mapping[str, Sequence[str]]], units: Sequence[str]) -> List[str]:
+    """Faults for dev/test labels the train transcripts never use (no output class for them)."""
+    known = set(units)
+    faults = []
+    for split in ("dev", "test"):
+        first_use: Dict[str, str] = {}
+        for utt, phones in sorted(texts.get(split, {}).items()):
+            for phone in phones:
+                if phone not in known:
+                    first_use.setdefault(phone, utt)
+        for phone, utt in sorted(first_use.items()):
+            faults.append(
+                f"{split}/{utt}: label {phone!r} never occurs in the train transcripts, so it has no unit;"
+                " add train data that uses it"
+            )
+    return faults
+
+
+def _raise_if(faults: List[str], summary: str) -> None:
+    if faults:
+        raise DataError("\n".join([f"{summary}: {len(faults)} problem(s) found"] + faults))
+
+
+# --------------------------------------------------------------------------------- TIMIT-format corpora
+
+
+def _speaker_lists(cfg: DataConfig, root: Path) -> Tuple[Tuple[List[str], str], Tuple[List[str], str]]:
+    """((dev speakers, list name), (test speakers, list name)) for a timit or synth corpus."""
+    chosen = []
+    for configured, name in ((cfg.dev_speakers_list, DEV_SPEAKER_LIST_NAME), (cfg.test_speakers_list, TEST_SPEAKER_LIST_NAME)):
+        if configured is not None:
+            path = Path(configured)
+        elif cfg.kind == "synth":
+            path = root / name
+            if not path.is_file():
+                raise DataError(f"{path}: the synthetic corpus has no {name}; regenerate it (delete {root})")
+        else:
+            path = packaged_resource_path(name)
+        chosen.append((read_speaker_list(path), str(path) if configured is not None else name))
+    return chosen[0], chosen[1]
+
+
+def _corpus_root(cfg: DataConfig, out_dir: Path, corpus_root: Optional[Path], progress: bool) -> Path:
+    if corpus_root is not None:
+        return Path(corpus_root)
+    if cfg.kind == "timit":
+        if not cfg.root:
+            raise ConfigError("data.root is required for data=timit: write data.root=/path/to/TIMIT")
+        return Path(cfg.root)
+    if cfg.root:
+        return Path(cfg.root)
+    # synth with no corpus given: generate it inside the prepared folder
+    from lstm_exp.data.synth import generate_corpus
+
+    root = out_dir / "corpus"
+    generate_corpus(root, cfg.synth, progress=progress)
+    return root
+
+
+def _pre_extraction_faults(splits: Mapping[str, List[Utterance]], cfg: DataConfig) -> List[str]:
+    """Faults feature extraction would hit: wrong sample rate for the fbank config, too short audio."""
+    frame_samples = int(cfg.fbank.sample_frequency * cfg.fbank.frame_length_ms / 1000)
+    faults = []
+    for split in SPLITS:
+        for utt in splits[split]:
+            if utt.sample_rate != cfg.fbank.sample_frequency:
+                faults.append(
+                    f"{utt.wav_path}: {utt.sample_rate} Hz, but data.fbank.sample_frequency is {cfg.fbank.sample_frequency:g}"
+                )
+            elif utt.num_samples < frame_samples:
+                faults.append(f"{utt.wav_path}: {utt.num_samples} samples, shorter than one {cfg.fbank.frame_length_ms:g} ms frame")
+    return faults
+
+
+def _prepare_timit_format(cfg: DataConfig, out_dir: Path, corpus_root: Optional[Path], progress: bool) -> dict:
+    root = _corpus_root(cfg, out_dir, corpus_root, progress)
+    (dev_speakers, dev_name), (test_speakers, test_name) = _speaker_lists(cfg, root)
+    splits = read_timit(root, dev_speakers, test_speakers, dev_list_name=dev_name, test_list_name=test_name, progress=progress)
+
+    texts: Dict[str, Dict[str, List[str]]] = {}
+    faults = _pre_extraction_faults(splits, cfg)
+    for split in SPLITS:
+        texts[split] = {}
+        for utt in splits[split]:
+            phones = fold_to_39(label for _, _, label in utt.phones61)
+            if not phones:
+                faults.append(f"{utt.wav_path}: no phones left after folding to 39 (only 'q' segments)")
+            texts[split][utt.utt_id] = phones
+    units = build_units(texts["train"][utt] for utt in sorted(texts["train"]))
+    faults.extend(_check_labels_in_units(texts, units))
+    _raise_if(faults, f"corpus {root}")
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    frames: Dict[str, Dict[str, int]] = {}
+    for split in SPLITS:
+        split_dir = out_dir / split
+        write_data_dir(split_dir, splits[split], texts[split])
+        items = [(u.utt_id, u.wav_path) for u in splits[split]]
+        frames[split] = extract_features(items, cfg.fbank, split_dir, workers=cfg.workers, progress=progress)
+        _make_scp_relative(split_dir / "feats.scp")
+        write_utt2num_frames(split_dir, frames[split])
+
+    train_ark = out_dir / "train" / "feats.ark"
+    stats = compute_cmvn_stats(mat for _, mat in kaldiio.load_ark(str(train_ark)))
+    save_cmvn(out_dir / CMVN_FILE, stats)
+    write_units(out_dir / UNITS_FILE, units)
+    train_bigram_arpa([texts["train"][utt] for utt in sorted(texts["train"])], out_dir / LM_FILE)
+    meta = _meta(
+        cfg,
+        source=str(Path(root).absolute()),
+        speaker_lists={"dev": dev_name, "test": test_name},
+        speakers={split: len({u.speaker for u in splits[split]}) for split in SPLITS},
+        frames=frames,
+        feature_dim=int(stats.shape[1] - 1),
+        units=units,
+        cmvn_source="train",
+    )
+    (out_dir / META_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+    return meta
+
+
+def _make_scp_relative(scp: Path) -> None:
+    """Rewrite ``<out>/<split>/feats.ark:N`` entries as ``feats.ark:N`` (relative to the scp's folder)."""
+    prefix = str(scp.parent.absolute()) + "/"
+    lines = []
+    for line in scp.read_text(encoding="utf-8").splitlines():
+        utt, location = line.split(None, 1)
+        absolute = str(Path(location).absolute()) if not location.startswith("/") else location
+        if absolute.startswith(prefix):
+            location = absolute[len(prefix):]
+        lines.append(f"{utt} {location}\n")
+    scp.write_text("".join(lines), encoding="utf-8")
+
+
+# --------------------------------------------------------------------------------- existing Kaldi dirs
+
+
+def load_cmvn_stats_file(path: Path) -> np.ndarray:
+    """Kaldi CMVN stats from a matrix file or an archive (several entries are summed: global stats)."""
+    path = Path(path)
+    try:
+        stats = np.asarray(kaldiio.load_mat(str(path)), dtype=np.float64)
+    except Exception:  # not a bare matrix: try an archive (kaldiio raises various errors)
+        try:
+            entries = [np.asarray(m, dtype=np.float64) for _, m in kaldiio.load_ark(str(path))]
+        except Exception as err:
+            raise DataError(f"{path}: not a Kaldi matrix or archive of CMVN stats ({type(err).__name__}: {err})") from None
+        if not entries or any(e.shape != entries[0].shape for e in entries):
+            raise DataError(f"{path}: archive holds no CMVN stats, or stats of different shapes")
+        stats = np.sum(entries, axis=0)
+    if stats.ndim != 2 or stats.shape[0] != 2 or stats.shape[1] < 2 or not stats[0, -1] >= 1:
+        raise DataError(f"{path}: CMVN stats of shape {stats.shape}: expected Kaldi's [2, D+1] with a frame count >= 1")
+    return stats
+
+
+def _read_user_features(
+    data_dir: KaldiDataDir, split: str, expected_dim: int, accumulate: bool, progress: bool
+) -> Tuple[Dict[str, int], Optional[np.ndarray], List[str]]:
+    """Frame counts (and CMVN stats when ``accumulate``) of a user's dir; faults for bad matrices."""
+    frames: Dict[str, int] = {}
+    faults: List[str] = []
+    handles: dict = {}
+
+    def matrices():
+        for utt in tqdm(data_dir.utt_ids, desc=f"read {split} feats", unit="utt", disable=not progress):
+            location = data_dir.feats[utt]
+            try:
+                matrix = kaldiio.load_mat(location, fd_dict=handles)
+            except Exception as err:  # kaldiio raises many types on damaged archives
+                faults.append(f"{data_dir.feats_scp}: utterance {utt} ({location}): unreadable ({type(err).__name__}: {err})")
+                continue
+            if matrix.ndim != 2 or matrix.shape[1] != expected_dim or matrix.shape[0] == 0:
+                faults.append(
+                    f"{data_dir.feats_scp}: utterance {utt}: features of shape {matrix.shape}, expected [T >= 1, {expected_dim}]"
+                    " (data.fbank: num_mel_bins + energy)"
+                )
+                continue
+            frames[utt] = int(matrix.shape[0])
+            yield matrix
+
+    stats: Optional[np.ndarray] = None
+    try:
+        if accumulate:  # streamed: the train features are never all in memory
+            try:
+                stats = compute_cmvn_stats(matrices())
+            except DataError as err:
+                if not faults:
+                    faults.append(f"{data_dir.feats_scp}: {err}")
+        else:
+            for _ in matrices():
+                pass
+    finally:
+        for handle in handles.values():
+            handle.close()
+    return frames, stats, faults
+
+
+def _prepare_kaldi_dirs(cfg: DataConfig, out_dir: Path, progress: bool) -> dict:
+    root = Path(cfg.root) if cfg.root else None
+    if root is None:
+        raise ConfigError("data.root is required for data=kaldi_dir: write data.root=/path/to/data (holding train/ dev/ test/)")
+    faults: List[str] = []
+    dirs: Dict[str, KaldiDataDir] = {}
+    for split in SPLITS:
+        split_dir = root / split
+        if not split_dir.is_dir():
+            faults.append(f"{split_dir}: missing Kaldi data dir for the {split} split")
+            continue
+        try:
+            dirs[split] = read_data_dir(split_dir, allow_pipes=cfg.allow_pipes)
+        except DataError as err:
+            faults.extend(str(err).splitlines()[1:])
+    _raise_if(faults, f"Kaldi data dirs under {root}")
+
+    units = build_units(dirs["train"].text[utt] for utt in dirs["train"].utt_ids)
+    faults.extend(_check_labels_in_units({s: d.text for s, d in dirs.items()}, units))
+    expected_dim = cfg.fbank.feature_dim
+    user_stats = None
+    if cfg.cmvn is not None:
+        user_stats = load_cmvn_stats_file(Path(cfg.cmvn))
+        if user_stats.shape[1] - 1 != expected_dim:
+            faults.append(f"{cfg.cmvn}: CMVN stats for {user_stats.shape[1] - 1} dims, but features have {expected_dim}")
+    frames: Dict[str, Dict[str, int]] = {}
+    train_stats = None
+    for split in SPLITS:
+        accumulate = split == "train" and user_stats is None
+        frames[split], stats, read_faults = _read_user_features(dirs[split], split, expected_dim, accumulate, progress)
+        faults.extend(read_faults)
+        if accumulate:
+            train_stats = stats
+    _raise_if(faults, f"Kaldi data dirs under {root}")
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for split in SPLITS:
+        source, split_dir = dirs[split], out_dir / split
+        split_dir.mkdir()
+        write_feats_scp(split_dir / "feats.scp", source.feats)
+        write_table(split_dir / "text", source.text)
+        write_table(split_dir / "utt2spk", source.utt2spk)
+        write_table(split_dir / "spk2utt", spk2utt_from_utt2spk(source.utt2spk))
+        write_utt2num_frames(split_dir, frames[split])
+        if source.wav_scp is not None:
+            shutil.copyfile(source.wav_scp, split_dir / "wav.scp")
+    stats = user_stats if user_stats is not None else train_stats
+    save_cmvn(out_dir / CMVN_FILE, stats)
+    write_units(out_dir / UNITS_FILE, units)
+    train_bigram_arpa([dirs["train"].text[utt] for utt in dirs["train"].utt_ids], out_dir / LM_FILE)
+    meta = _meta(
+        cfg,
+        source=str(root.absolute()),
+        speaker_lists=None,
+        speakers={split: len(set(dirs[split].utt2spk.values())) for split in SPLITS},
+        frames=frames,
+        feature_dim=expected_dim,
+        units=units,
+        cmvn_source=str(Path(cfg.cmvn).absolute()) if cfg.cmvn is not None else "train",
+    )
+    (out_dir / META_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+    return meta
+
+
+# --------------------------------------------------------------------------------- entry point
+
+
+def _meta(
+    cfg: DataConfig,
+    source: str,
+    speaker_lists: Optional[Dict[str, str]],
+    speakers: Dict[str, int],
+    frames: Mapping[str, Mapping[str, int]],
+    feature_dim: int,
+    units: Sequence[str],
+    cmvn_source: str,
+) -> dict:
+    return {
+        "kind": cfg.kind,
+        "source": source,
+        "speaker_lists": speaker_lists,
+        "counts": {split: len(frames[split]) for split in SPLITS},
+        "speakers": speakers,
+        "frames": {split: int(sum(frames[split].values())) for split in SPLITS},
+        "feature_dim": feature_dim,
+        "num_units": len(units),
+        "cmvn_source": cmvn_source,
+        "fbank": asdict(cfg.fbank) if cfg.kind != "kaldi_dir" else None,
+    }
+
+
+def prepare_data(cfg: DataConfig, out_dir: Path, corpus_root: Optional[Path] = None, progress: bool = True) -> dict:
+    """Build the prepared layout in ``out_dir`` (a fresh folder) and return the ``meta.json`` content.
+
+    ``corpus_root`` overrides ``cfg.root`` for TIMIT-format corpora (the synthetic corpus stage
+    passes its output here); for ``synth`` with neither, the corpus is generated into
+    ``out_dir/corpus``.  Raises :class:`DataError` before writing anything when the corpus or
+    the data dirs are faulty.
+    """
+    out_dir = Path(out_dir)
+    if out_dir.exists() and any(out_dir.iterdir()):
+        raise ConfigError(f"{out_dir}: prepare needs an empty output folder")
+    if cfg.kind == "kaldi_dir":
+        return _prepare_kaldi_dirs(cfg, out_dir, progress)
+    return _prepare_timit_format(cfg, out_dir, corpus_root, progress)

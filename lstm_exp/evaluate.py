@@ -1,0 +1,127 @@
+"""Infer and score one split: batches -> backend -> log-probs -> decoder -> PER/CER + timings.
+
+The per-job part of an experiment (never cached: it is what a sweep measures).  Timing follows
+``lstm_exp.metrics.timing``: warm-up batches first (untimed), then for every batch the backend's
+model-only ``infer_ms`` and the caller's ``e2e_ms`` around ``Backend.run``; decoding is timed
+apart as ``decode_ms``.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+from tqdm import tqdm
+
+from lstm_exp.backends.base import Backend
+from lstm_exp.data.batching import Example, make_batches
+from lstm_exp.errors import DataError
+from lstm_exp.metrics.errors import recipe_scores, score_utterances
+from lstm_exp.metrics.timing import latency_stats, throughput_stats
+
+log = logging.getLogger(__name__)
+
+
+def output_frames(lengths: np.ndarray, num_convs: int = 2) -> np.ndarray:
+    """Valid output frames for ``lengths`` input frames: the model's time-strided conv
+    (kernel 3, padding 1; only the last conv strides time by 2)."""
+    from lstm_exp.model.ctc import CONV_KERNEL, CONV_PADDING, conv_strides
+
+    out = np.asarray(lengths, dtype=np.int64)
+    for time_stride, _ in conv_strides(num_convs):
+        out = (out + 2 * CONV_PADDING[0] - CONV_KERNEL[0]) // time_stride + 1
+    return out
+
+
+@dataclass
+class EvaluationResult:
+    """Hypotheses, references, metrics and the per-utterance table of one split."""
+
+    metrics: dict[str, float]
+    rows: list[dict]
+    confusions: list[tuple[str, str, int]] = field(default_factory=list)
+    log_probs: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+def evaluate(
+    backend: Backend,
+    decoder,
+    examples: Sequence[Example],
+    units: Sequence[str],
+    batch_size: int,
+    pad_to: Optional[int],
+    warmup: int,
+    audio_seconds: float,
+    num_convs: int = 2,
+    keep_log_probs: bool = False,
+    progress: bool = True,
+) -> EvaluationResult:
+    """Run every example through ``backend`` and ``decoder``; return metrics and rows."""
+    if not examples:
+        raise DataError("no utterances to evaluate")
+    batches = list(make_batches(examples, batch_size, pad_to=pad_to))
+    if warmup:
+        backend.warmup(batches[0].x, warmup)
+    infer_ms: list[float] = []
+    e2e_ms: list[float] = []
+    decode_ms: list[float] = []
+    sizes: list[int] = []
+    hyps: dict[str, list[str]] = {}
+    kept: dict[str, np.ndarray] = {}
+    for batch in tqdm(batches, desc=f"infer {backend.name} b{batch_size}", disable=not progress, unit="batch"):
+        t0 = time.perf_counter()
+        out = backend.run(batch.x)
+        e2e_ms.append((time.perf_counter() - t0) * 1e3)
+        infer_ms.append(out.infer_ms)
+        sizes.append(len(batch.ids))
+        log_probs = out.log_probs
+        if log_probs.ndim != 3 or log_probs.shape[1] != len(batch.ids) or log_probs.shape[2] != len(units):
+            raise DataError(
+                f"backend {backend.name} returned log-probs of shape {log_probs.shape}; expected [T', {len(batch.ids)}, {len(units)}]"
+            )
+        lengths = np.minimum(output_frames(batch.lengths, num_convs), log_probs.shape[0])
+        t1 = time.perf_counter()
+        decoded = decoder.decode(log_probs, lengths)
+        decode_ms.append((time.perf_counter() - t1) * 1e3)
+        for i, (utt, hyp) in enumerate(zip(batch.ids, decoded)):
+            hyps[utt] = list(hyp)
+            if keep_log_probs:
+                kept[utt] = np.array(log_probs[: lengths[i], i])
+    refs = {ex.utt_id: [units[i] for i in ex.labels] for ex in examples}
+    report = score_utterances(refs, hyps)
+    order = [ex.utt_id for ex in examples]
+    per_recipe, cer_recipe = recipe_scores([(u, refs[u]) for u in order], [(u, hyps[u]) for u in order], batch_size)
+    metrics = {
+        "per": report.per,
+        "cer": report.cer,
+        "per_recipe": per_recipe,
+        "cer_recipe": cer_recipe,
+        "substitutions": report.substitutions,
+        "deletions": report.deletions,
+        "insertions": report.insertions,
+        "ref_phones": report.ref_tokens,
+        "utterances": len(examples),
+        "batches": len(batches),
+        "decode_ms_total": float(np.sum(decode_ms)),
+    }
+    metrics.update(latency_stats("infer_ms", infer_ms))
+    metrics.update(latency_stats("e2e_ms", e2e_ms))
+    metrics.update(latency_stats("decode_ms", decode_ms))
+    metrics.update(throughput_stats(infer_ms, sizes, audio_seconds))
+    return EvaluationResult(metrics=metrics, rows=report.rows, confusions=report.top_confusions(10), log_probs=kept)
+
+
+def audio_seconds_of(prepared_dir: Path, split: str, utt_ids: Sequence[str], frame_shift_s: float = 0.010,
+                     frame_length_s: float = 0.025) -> float:
+    """Audio duration of ``utt_ids`` from ``utt2num_frames`` (snip_edges: (n - 1) * shift + length)."""
+    frames_file = prepared_dir / split / "utt2num_frames"
+    wanted = set(utt_ids)
+    total = 0.0
+    for line in frames_file.read_text().splitlines():
+        utt, frames = line.split()
+        if utt in wanted:
+            total += (int(frames) - 1) * frame_shift_s + frame_length_s
+    return total

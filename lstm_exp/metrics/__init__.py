@@ -1,0 +1,1 @@
+"""Error rates (:mod:`lstm_exp.metrics.errors`) and latency statistics (``timing``)."""

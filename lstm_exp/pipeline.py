@@ -1,0 +1,274 @@
+"""The cached stages of one experiment and what each depends on.
+
+Each stage's cache key hashes the config it depends on plus its upstream stages' keys, so in a
+sweep over batch sizes or backends the corpus, data preparation, training and export run once
+and every job only infers and scores.  Values that change how fast a stage runs but not what it
+writes (worker counts, progress bars) are left out of the keys.
+
+    corpus   data.synth                         -> TIMIT-format tree (synth only)
+    prepare  data (less workers) + corpus        -> Kaldi data dirs, fbank, CMVN, units, ARPA
+    train    model + train (less resume) + prep  -> model.pt (or an external checkpoint, imported)
+    export   export + train                      -> model.onnx (dynamic axes), checked vs torch
+    convert  backend.atc + export + batch        -> model.om through ATC (backend=acl)
+    preprocess split + batch + pad + prepare     -> the recipe's .bin batches + info file (acl)
+"""
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from dataclasses import asdict, is_dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+
+from lstm_exp import __version__
+from lstm_exp.cache import StageCache
+from lstm_exp.errors import ConfigError, DataError
+
+log = logging.getLogger(__name__)
+
+#: bump a stage's version when its code changes what it writes
+STAGE_VERSIONS = {"corpus": "1", "prepare": "1", "train": "1", "export": "1", "convert": "1", "preprocess": "1"}
+
+#: stage -> the stages it needs (besides the chain before it)
+STAGE_ORDER = ("corpus", "prepare", "train", "export", "convert", "preprocess", "infer")
+
+
+def _plain(obj: Any) -> Any:
+    """Dataclass / nested containers -> JSON-able plain containers."""
+    if is_dataclass(obj):
+        obj = asdict(obj)
+    if isinstance(obj, dict):
+        return {k: _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    return obj
+
+
+def _without(tree: dict, *keys: str) -> dict:
+    return {k: v for k, v in tree.items() if k not in keys}
+
+
+def stages_needed(stage: str, backend_name: str) -> list[str]:
+    """The stages to run, in order, for ``stage=`` and the backend."""
+    needs = {
+        "torch": ["corpus", "prepare", "train", "infer"],
+        "onnxruntime": ["corpus", "prepare", "train", "export", "infer"],
+        "acl": ["corpus", "prepare", "train", "export", "convert", "infer"],
+    }[backend_name]
+    if stage == "all":
+        return needs
+    if stage == "preprocess":
+        return ["corpus", "prepare", "preprocess"]
+    chain = ["corpus", "prepare", "train", "export", "convert"]
+    if stage == "infer":
+        return needs
+    return chain[: chain.index(stage) + 1]
+
+
+class Pipeline:
+    """Runs the cached stages for one validated experiment config (``ExperimentConfig``)."""
+
+    def __init__(self, exp: Any) -> None:
+        self.exp = exp
+        self.cache = StageCache(exp.paths.cache_dir)
+        self.progress = exp.progress
+        self.summaries: dict[str, dict] = {}
+        self.keys: dict[str, str] = {}
+
+    # -- helpers ---------------------------------------------------------------------------
+    def _run(self, stage: str, config: dict, upstream: list[str], build) -> Path:
+        key = self.cache.key(stage, config, upstream, version=f"{STAGE_VERSIONS[stage]}/{__version__}")
+        force = self.exp.force and self.exp.stage in (stage, "all")
+        path = self.cache.run(stage, key, build, config=config, upstream=upstream, force=force)
+        self.keys[stage] = key
+        self.summaries[stage] = self.cache.manifest(stage, key).get("summary", {})
+        return path
+
+    # -- corpus ----------------------------------------------------------------------------
+    @cached_property
+    def corpus_root(self) -> Optional[Path]:
+        data = self.exp.data
+        if data.kind != "synth":
+            if data.root is None:
+                raise ConfigError(f"data.root is required for data={data.kind}: write data.root=/path/to/it")
+            self.keys["corpus"] = f"path:{Path(data.root).resolve()}"
+            return Path(data.root).resolve()
+        from lstm_exp.data.synth import generate_corpus
+
+        synth = data.synth
+        config = _without(_plain(synth), "workers")
+
+        def build(tmp: Path) -> dict:
+            return generate_corpus(tmp, synth, progress=self.progress)
+
+        return self._run("corpus", config, [], build)
+
+    # -- prepare ---------------------------------------------------------------------------
+    @cached_property
+    def prepared_dir(self) -> Path:
+        from lstm_exp.data.prepare import prepare_data
+
+        corpus_root = self.corpus_root
+        data = self.exp.data
+        config = _without(_plain(data), "workers", "synth")
+
+        def build(tmp: Path) -> dict:
+            return prepare_data(data, tmp, corpus_root=corpus_root, progress=self.progress)
+
+        return self._run("prepare", config, [self.keys["corpus"]], build)
+
+    # -- train -----------------------------------------------------------------------------
+    @cached_property
+    def checkpoint(self) -> Path:
+        """Our trained checkpoint, or an external one given as ``model.checkpoint``."""
+        model_cfg = self.exp.model
+        if model_cfg.checkpoint:
+            path = Path(model_cfg.checkpoint).expanduser().resolve()
+            if not path.is_file():
+                raise ConfigError(f"model.checkpoint={model_cfg.checkpoint}: no such file")
+            return self._import_checkpoint(path)
+        from lstm_exp.model.train import train_model
+
+        prepared = self.prepared_dir
+        train_cfg = self.exp.train
+        config = {"model": _plain(model_cfg), "train": _without(_plain(train_cfg), "resume", "num_threads")}
+
+        def build(tmp: Path) -> dict:
+            # Training works in a stable folder beside the cache entry, so that an interrupted
+            # run can resume (train.resume=true) from its last finished epoch.
+            work = self.cache.root / "train" / f".work-{self.cache.key('train', config, [self.keys['prepare']])}"
+            if work.exists() and not train_cfg.resume:
+                shutil.rmtree(work)
+            work.mkdir(parents=True, exist_ok=True)
+            summary = train_model(model_cfg, train_cfg, prepared, work, progress=self.progress)
+            for item in work.iterdir():
+                shutil.move(str(item), tmp / item.name)
+            work.rmdir()
+            return summary
+
+        return self._run("train", config, [self.keys["prepare"]], build) / "model.pt"
+
+    def _import_checkpoint(self, path: Path) -> Path:
+        """Load an external (untrusted) checkpoint once, check it, and store it in our format."""
+        from lstm_exp.model.checkpoint import load_checkpoint, save_checkpoint
+
+        model_cfg = self.exp.model
+        stat = path.stat()
+        config = {"checkpoint": str(path), "size": stat.st_size, "mtime": stat.st_mtime_ns,
+                  "units_file": model_cfg.units_file, "model": _plain(model_cfg)}
+
+        def build(tmp: Path) -> dict:
+            model = load_checkpoint(path, units_file=model_cfg.units_file, trust=model_cfg.trust_checkpoint,
+                                    expected=model_cfg)
+            save_checkpoint(tmp / "model.pt", model, model.units, source=str(path))
+            return {"source": str(path), "params": model.num_parameters(), "arch": model.arch.to_dict()}
+
+        return self._run("train", config, [], build) / "model.pt"
+
+    @cached_property
+    def model(self):
+        from lstm_exp.model.checkpoint import load_checkpoint
+
+        return load_checkpoint(self.checkpoint)
+
+    @property
+    def units(self) -> list[str]:
+        return list(self.model.units)
+
+    # -- export ----------------------------------------------------------------------------
+    @cached_property
+    def onnx_path(self) -> Path:
+        from lstm_exp.model.export import export_onnx, max_abs_diff_vs_torch
+
+        export_cfg = self.exp.export
+        checkpoint = self.checkpoint
+        config = _plain(export_cfg)
+
+        def build(tmp: Path) -> dict:
+            path = export_onnx(self.model, tmp / "model.onnx", opset=export_cfg.opset, batch=2,
+                               frames=export_cfg.frames, dynamic=True)
+            diff = max_abs_diff_vs_torch(path, self.model, self._verification_batches())
+            if diff > export_cfg.atol:
+                raise DataError(f"{path}: onnxruntime and torch differ by {diff:.3g} > export.atol={export_cfg.atol}")
+            return {"opset": export_cfg.opset, "max_abs_diff": diff, "dynamic": True}
+
+        return self._run("export", config, [self.keys["train"]], build) / "model.onnx"
+
+    def _verification_batches(self) -> list[np.ndarray]:
+        """Real batches of the dev split (two sizes, padded to the longest) for export checks."""
+        from lstm_exp.data.batching import load_split, make_batches
+
+        examples = load_split(self.prepared_dir, "dev", self.units, progress=False)[:12]
+        return [b.x for b in make_batches(examples[:4], 4)] + [b.x for b in make_batches(examples[4:12], 8)]
+
+    # -- convert (acl) ---------------------------------------------------------------------
+    @cached_property
+    def om_path(self) -> Path:
+        from lstm_exp.backends.acl.atc import build_atc_command, run_atc
+        from lstm_exp.model.export import export_onnx
+
+        atc_cfg = self.exp.backend.atc
+        gears: Any = list(atc_cfg.batch_gears) or [1, 4, 8, 16, 32]
+        batch: Any = gears if atc_cfg.dynamic_batch else self.exp.batch
+        if atc_cfg.dynamic_batch and self.exp.batch not in gears:
+            raise ConfigError(f"batch={self.exp.batch} is not one of the OM's gears {gears}: add it to backend.atc.batch_gears")
+        self.checkpoint  # noqa: B018 - sets keys["train"]
+        config = {"atc": _without(_plain(atc_cfg), "atc_path"), "batch": batch, "opset": self.exp.export.opset}
+
+        def build(tmp: Path) -> dict:
+            static_batch = max(gears) if atc_cfg.dynamic_batch else self.exp.batch
+            onnx_path = export_onnx(self.model, tmp / "model_static.onnx", opset=self.exp.export.opset,
+                                    batch=static_batch, frames=atc_cfg.frames, dynamic=False)
+            cmd = build_atc_command(onnx_path, tmp / "model", batch, atc_cfg)
+            om = run_atc(cmd, tmp / "atc.log", atc_cfg)
+            return {"command": " ".join(cmd), "om": om.name, "batch": batch}
+
+        out = self._run("convert", config, [self.keys["train"]], build)
+        return out / "model.om"
+
+    # -- preprocess (acl) ------------------------------------------------------------------
+    @cached_property
+    def bin_info(self) -> Path:
+        from lstm_exp.data.acl_inputs import write_bin_batches
+        from lstm_exp.data.batching import load_split, load_units, make_batches
+
+        pad_to = self.exp.infer.pad_to or 390
+        config = {"split": self.exp.split.name, "batch": self.exp.batch, "pad_to": pad_to}
+        prepared = self.prepared_dir
+
+        def build(tmp: Path) -> dict:
+            units = load_units(prepared / "units")
+            examples = load_split(prepared, self.exp.split.name, units, progress=self.progress)
+            info = write_bin_batches(make_batches(examples, self.exp.batch, pad_to=pad_to), tmp)
+            return {"info": info.name, "utterances": len(examples)}
+
+        out = self._run("preprocess", config, [self.keys["prepare"]], build)
+        return out / self.summaries["preprocess"]["info"]
+
+    # -- artefact for a backend ------------------------------------------------------------
+    def artifact_for(self, artifact_kind: str) -> Path:
+        return {"checkpoint": lambda: self.checkpoint, "onnx": lambda: self.onnx_path,
+                "om": lambda: self.om_path}[artifact_kind]()
+
+    def run_until(self, stage: str) -> None:
+        """Run (or find cached) every stage up to and including ``stage`` (not infer)."""
+        for name in stages_needed(stage, self.exp.backend.name):
+            if name == "corpus":
+                self.corpus_root
+            elif name == "prepare":
+                self.prepared_dir
+            elif name == "train":
+                self.checkpoint
+            elif name == "export":
+                self.onnx_path
+            elif name == "convert":
+                self.om_path
+            elif name == "preprocess":
+                self.bin_info
+
+    def describe(self) -> dict:
+        return {"keys": dict(self.keys), "summaries": json.loads(json.dumps(self.summaries, default=str))}

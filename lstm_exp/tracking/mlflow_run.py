@@ -1,0 +1,102 @@
+"""One MLflow run per Hydra job.
+
+Params are a whitelist of flattened config keys (MLflow limits params; the whole tree goes in
+as the ``config.yaml`` artefact).  A run that raises is ended FAILED.  The default store is
+``sqlite:///<paths.root>/mlflow.db`` (absolute, so every job of a sweep shares it);
+``MLFLOW_TRACKING_URI`` or ``tracking.tracking_uri`` override it.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any, Mapping, Optional
+
+log = logging.getLogger(__name__)
+
+#: flattened config keys logged as params (prefix match on dotted keys)
+PARAM_WHITELIST = (
+    "data.kind", "data.root", "split.name", "batch", "backend.", "decode.", "model.", "train.",
+    "export.opset", "infer.pad_to", "infer.max_utterances", "data.synth.snr_db", "data.synth.seed", "seed",
+)
+_SKIP_SUFFIXES = ("._target_",)
+
+
+def default_tracking_uri(root: str | os.PathLike) -> str:
+    """``$MLFLOW_TRACKING_URI`` if set, else an absolute sqlite store in ``root``."""
+    env = os.environ.get("MLFLOW_TRACKING_URI")
+    if env:
+        return env
+    return f"sqlite:///{Path(root).resolve() / 'mlflow.db'}"
+
+
+def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat.update(flatten(value, dotted + "."))
+        else:
+            flat[dotted] = value
+    return flat
+
+
+def select_params(tree: Mapping[str, Any]) -> dict[str, str]:
+    """The whitelisted params of a resolved config tree, as strings."""
+    params = {}
+    for key, value in flatten(tree).items():
+        if key.endswith(_SKIP_SUFFIXES):
+            continue
+        if any(key == w or (w.endswith(".") and key.startswith(w)) for w in PARAM_WHITELIST):
+            params[key] = "null" if value is None else str(value)
+    # short aliases that users filter on in the UI
+    params["backend"] = str(flatten(tree).get("backend.name"))
+    params["decode"] = str(flatten(tree).get("decode.type"))
+    params["split"] = str(flatten(tree).get("split.name"))
+    params["model"] = str(flatten(tree).get("model.name"))
+    return params
+
+
+class MlflowRun:
+    """A thin wrapper that also works when tracking is disabled (every call is then a no-op)."""
+
+    def __init__(self, enabled: bool, tracking_uri: str, experiment_name: str) -> None:
+        self.enabled = enabled
+        self.tracking_uri = tracking_uri
+        self.experiment_name = experiment_name
+        self.run_id: Optional[str] = None
+        self._mlflow = None
+
+    def start(self, run_name: str, params: Mapping[str, str], tags: Mapping[str, str]) -> None:
+        if not self.enabled:
+            return
+        import mlflow
+
+        logging.getLogger("alembic").setLevel(logging.WARNING)
+        self._mlflow = mlflow
+        mlflow.set_tracking_uri(self.tracking_uri)
+        mlflow.set_experiment(self.experiment_name)
+        run = mlflow.start_run(run_name=run_name, tags=dict(tags))
+        self.run_id = run.info.run_id
+        mlflow.log_params(dict(params))
+
+    def set_tags(self, tags: Mapping[str, str]) -> None:
+        if self._mlflow:
+            self._mlflow.set_tags(dict(tags))
+
+    def log_metrics(self, metrics: Mapping[str, float], step: Optional[int] = None) -> None:
+        if self._mlflow:
+            self._mlflow.log_metrics({k: float(v) for k, v in metrics.items()}, step=step)
+
+    def log_artifact(self, path: str | os.PathLike, subdir: Optional[str] = None) -> None:
+        if self._mlflow:
+            self._mlflow.log_artifact(str(path), artifact_path=subdir)
+
+    def end(self, status: str) -> None:
+        """``status``: FINISHED or FAILED."""
+        if self._mlflow and self.run_id:
+            self._mlflow.end_run(status=status)
+            self._mlflow = None
+
+    def ui_command(self) -> str:
+        return f"mlflow ui --backend-store-uri {self.tracking_uri}"

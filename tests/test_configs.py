@@ -1,0 +1,101 @@
+"""Every config group option composes and validates; impossible values are refused with a
+message that says what to write instead."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hydra.errors import ConfigCompositionException
+from omegaconf.errors import ConfigKeyError, ValidationError
+
+from lstm_exp.app import validate
+from lstm_exp.errors import ConfigError
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+GROUPS = sorted(p.name for p in CONFIG_DIR.iterdir() if p.is_dir())
+
+
+def _options(group: str) -> list[str]:
+    return sorted(p.stem for p in (CONFIG_DIR / group).glob("*.yaml"))
+
+
+def _required_extras(group: str, option: str, tmp_path: Path) -> list[str]:
+    """Values an option marks ``???`` (a user must give them)."""
+    if group == "data" and option in ("timit", "kaldi_dir"):
+        root = tmp_path / "corpus"
+        root.mkdir(exist_ok=True)
+        return [f"data.root={root}"]
+    if group == "model" and option == "pretrained":
+        ckpt = tmp_path / "ctc_best_model.pth"
+        ckpt.write_bytes(b"not used by validation")
+        return [f"model.checkpoint={ckpt}"]
+    return []
+
+
+def test_every_group_has_options():
+    assert {"data", "split", "model", "train", "backend", "decode", "tracking", "infer", "export"} <= set(GROUPS)
+    for group in GROUPS:
+        assert _options(group), group
+
+
+@pytest.mark.parametrize(
+    "group,option", [(g, o) for g in GROUPS for o in _options(g)], ids=lambda v: str(v)
+)
+def test_every_option_composes_and_validates(compose_config, tmp_path, group, option):
+    overrides = [f"{group}={option}", *_required_extras(group, option, tmp_path)]
+    if group == "experiment":
+        overrides = [f"experiment={option}"]
+    cfg = compose_config(*overrides)
+    exp = validate(cfg)
+    if group == "backend":
+        assert exp.backend.name == option
+    if group == "data":
+        assert exp.data.kind == option
+
+
+def test_default_config_is_the_embedded_experiment(compose_config):
+    exp = validate(compose_config())
+    assert exp.data.kind == "synth"
+    assert exp.backend.name == "onnxruntime"
+    assert exp.model.name == "ctc_small"
+    assert exp.batch == 16 and exp.split.name == "dev" and exp.decode.type == "greedy"
+
+
+@pytest.mark.parametrize(
+    "override,needle",
+    [
+        ("batch=0", "batch=0"),
+        ("batch=-3", "batch=-3"),
+        ("stage=trian", "stage='trian'"),
+        ("infer.pad_to=391", "even"),
+        ("backend.providers=[CUDAProvider]", "CUDAProvider"),
+        ("decode.type=viterbi", "viterbi"),
+        ("model.hidden=0", "model.hidden"),
+        ("train.lr=-1", "train.lr"),
+        ("split.name=train", "split=dev"),
+    ],
+)
+def test_impossible_values_are_refused_with_a_clear_message(compose_config, override, needle):
+    cfg = compose_config(override)
+    with pytest.raises(ConfigError) as err:
+        validate(cfg)
+    assert needle in str(err.value)
+
+
+@pytest.mark.parametrize("override", ["backend=tensorflow", "batchh=4", "data.fbank.num_mel_binz=40"])
+def test_unknown_groups_and_keys_fail_at_composition(compose_config, override):
+    with pytest.raises((ConfigCompositionException, ConfigKeyError)):
+        compose_config(override)
+
+
+def test_wrong_type_fails_at_composition(compose_config):
+    with pytest.raises((ConfigCompositionException, ValidationError)) as err:
+        compose_config("batch=sixteen")
+    assert "batch" in str(err.value)
+
+
+def test_timit_without_root_says_what_to_write(compose_config):
+    cfg = compose_config("data=timit")
+    with pytest.raises(ConfigError) as err:
+        validate(cfg)
+    assert "data.root" in str(err.value)
