@@ -43,7 +43,8 @@ class AtcConfig:
     soc_version: str = "Ascend310"
     #: one OM with batch gears (``--dynamic_batch_size``) instead of one static OM per batch
     dynamic_batch: bool = False
-    #: gears for a dynamic OM; empty = the sweep's batch sizes (or the current batch)
+    #: gears for a dynamic OM; empty = the sweep's batch sizes when known, else the recipe's
+    #: 1,4,8,16,32 plus the current batch
     batch_gears: List[int] = field(default_factory=list)
     #: frames per utterance the OM is built for (the recipe pads to 390)
     frames: int = 390

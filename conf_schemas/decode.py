@@ -29,6 +29,8 @@ class DecodeConfig:
     lm_weight: float = 0.1
     word_score: float = 0.0
     beam_threshold: float = 25.0
+    #: classes tried per frame by the beam search (flashlight's beam_size_token); None = all
+    beam_size_token: Optional[int] = None
     #: ARPA phone LM for ``beam_lm``; None = ``<prepared>/lm_phone_bg.arpa``; ignored otherwise
     lm_path: Optional[str] = None
 
@@ -51,6 +53,12 @@ class DecodeConfig:
         if not _is_finite_number(self.beam_threshold) or self.beam_threshold <= 0:
             faults.append(
                 f"decode.beam_threshold: {self.beam_threshold!r} must be a finite number > 0 (e.g. 25.0)"
+            )
+        if self.beam_size_token is not None and (
+            isinstance(self.beam_size_token, bool) or not isinstance(self.beam_size_token, int) or self.beam_size_token < 1
+        ):
+            faults.append(
+                f"decode.beam_size_token: {self.beam_size_token!r} must be null (all classes) or a whole number >= 1"
             )
         if self.lm_path is not None and (not isinstance(self.lm_path, str) or not self.lm_path.strip()):
             faults.append(

@@ -115,7 +115,7 @@ class TrainConfig:
                 faults.append(f"train.{name}: {value!r} must be an integer >= 1, e.g. {hint}")
         if not (math.isfinite(self.lr) and self.lr > 0):
             faults.append(f"train.lr: {self.lr!r} must be > 0 (recipe: 0.001)")
-        if not (math.isfinite(self.min_lr) and 0 <= self.min_lr <= self.lr):
+        elif not (math.isfinite(self.min_lr) and 0 <= self.min_lr <= self.lr):
             faults.append(f"train.min_lr: {self.min_lr!r} must be in [0, train.lr]")
         if not self.weight_decay >= 0:
             faults.append(f"train.weight_decay: {self.weight_decay!r} must be >= 0 "

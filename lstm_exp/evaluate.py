@@ -58,8 +58,12 @@ def evaluate(
     num_convs: int = 2,
     keep_log_probs: bool = False,
     progress: bool = True,
+    recipe_leading_space: bool = True,
 ) -> EvaluationResult:
-    """Run every example through ``backend`` and ``decoder``; return metrics and rows."""
+    """Run every example through ``backend`` and ``decoder``; return metrics and rows.
+
+    ``recipe_leading_space``: the recipe's greedy decoder prefixes every hypothesis with a space
+    (its beam decoder does not); ``cer_recipe`` reproduces that artefact when true."""
     if not examples:
         raise DataError("no utterances to evaluate")
     batches = list(make_batches(examples, batch_size, pad_to=pad_to))
@@ -93,7 +97,8 @@ def evaluate(
     refs = {ex.utt_id: [units[i] for i in ex.labels] for ex in examples}
     report = score_utterances(refs, hyps)
     order = [ex.utt_id for ex in examples]
-    per_recipe, cer_recipe = recipe_scores([(u, refs[u]) for u in order], [(u, hyps[u]) for u in order], batch_size)
+    per_recipe, cer_recipe = recipe_scores([(u, refs[u]) for u in order], [(u, hyps[u]) for u in order], batch_size,
+                                         hyp_leading_space=recipe_leading_space)
     metrics = {
         "per": report.per,
         "cer": report.cer,
@@ -102,7 +107,7 @@ def evaluate(
         "substitutions": report.substitutions,
         "deletions": report.deletions,
         "insertions": report.insertions,
-        "ref_phones": report.ref_tokens,
+        "ref_phones": report.ref_phones,
         "utterances": len(examples),
         "batches": len(batches),
         "decode_ms_total": float(np.sum(decode_ms)),
@@ -111,7 +116,8 @@ def evaluate(
     metrics.update(latency_stats("e2e_ms", e2e_ms))
     metrics.update(latency_stats("decode_ms", decode_ms))
     metrics.update(throughput_stats(infer_ms, sizes, audio_seconds))
-    return EvaluationResult(metrics=metrics, rows=report.rows, confusions=report.top_confusions(10), log_probs=kept)
+    confusions = [(ref, hyp, count) for (ref, hyp), count in report.top_confusions(10)]
+    return EvaluationResult(metrics=metrics, rows=report.rows(), confusions=confusions, log_probs=kept)
 
 
 def audio_seconds_of(prepared_dir: Path, split: str, utt_ids: Sequence[str], frame_shift_s: float = 0.010,

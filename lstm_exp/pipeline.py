@@ -208,27 +208,25 @@ class Pipeline:
     # -- convert (acl) ---------------------------------------------------------------------
     @cached_property
     def om_path(self) -> Path:
-        from lstm_exp.backends.acl.atc import build_atc_command, run_atc
+        from lstm_exp.backends.acl.atc import convert_onnx_to_om, resolve_batch_spec
         from lstm_exp.model.export import export_onnx
 
         atc_cfg = self.exp.backend.atc
-        gears: Any = list(atc_cfg.batch_gears) or [1, 4, 8, 16, 32]
-        batch: Any = gears if atc_cfg.dynamic_batch else self.exp.batch
-        if atc_cfg.dynamic_batch and self.exp.batch not in gears:
-            raise ConfigError(f"batch={self.exp.batch} is not one of the OM's gears {gears}: add it to backend.atc.batch_gears")
-        self.checkpoint  # noqa: B018 - sets keys["train"]
-        config = {"atc": _without(_plain(atc_cfg), "atc_path"), "batch": batch, "opset": self.exp.export.opset}
+        batch_spec = resolve_batch_spec(atc_cfg, self.exp.batch)
+        self.checkpoint  # noqa: B018 - the train key is upstream of convert
+        config = {"atc": _without(_plain(atc_cfg), "atc_path"), "batch": batch_spec, "opset": self.exp.export.opset}
 
         def build(tmp: Path) -> dict:
-            static_batch = max(gears) if atc_cfg.dynamic_batch else self.exp.batch
-            onnx_path = export_onnx(self.model, tmp / "model_static.onnx", opset=self.exp.export.opset,
-                                    batch=static_batch, frames=atc_cfg.frames, dynamic=False)
-            cmd = build_atc_command(onnx_path, tmp / "model", batch, atc_cfg)
-            om = run_atc(cmd, tmp / "atc.log", atc_cfg)
-            return {"command": " ".join(cmd), "om": om.name, "batch": batch}
+            # A static OM needs the static [B, 390, 243] graph; gears need a dynamic batch axis
+            # (a traced fixed-batch graph bakes the batch into its Reshape constants).
+            gears = isinstance(batch_spec, list)
+            onnx_path = export_onnx(self.model, tmp / "model_for_atc.onnx", opset=self.exp.export.opset,
+                                    batch=max(batch_spec) if gears else batch_spec, frames=atc_cfg.frames,
+                                    dynamic=gears)
+            om = convert_onnx_to_om(onnx_path, tmp, batch_spec, atc_cfg, stem="model")
+            return {"om": om.name, "batch": batch_spec}
 
-        out = self._run("convert", config, [self.keys["train"]], build)
-        return out / "model.om"
+        return self._run("convert", config, [self.keys["train"]], build) / "model.om"
 
     # -- preprocess (acl) ------------------------------------------------------------------
     @cached_property

@@ -15,6 +15,7 @@ from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
 
 from lstm_exp.app import summary_lines, write_json
+from lstm_exp.errors import ConfigError
 from lstm_exp.pipeline import Pipeline
 from lstm_exp.tracking.mlflow_run import MlflowRun
 
@@ -65,14 +66,20 @@ def execute(exp: Any, cfg: DictConfig, job_dir: Path, tracker: MlflowRun) -> Opt
     if exp.infer.max_utterances:
         examples = examples[: exp.infer.max_utterances]
     decoder = build_decoder(exp.decode, units, prepared / "lm_phone_bg.arpa")
+    pad_to = exp.infer.pad_to
+    if exp.backend.name == "acl":
+        frames = exp.backend.atc.frames
+        if pad_to not in (None, frames):
+            raise ConfigError(f"infer.pad_to={pad_to}: the OM's input has {frames} frames; write infer.pad_to={frames} or null")
+        pad_to = frames
     audio_s = audio_seconds_of(prepared, exp.split.name, [ex.utt_id for ex in examples])
     with backend:
         backend.load(artifact)
         tracker.set_tags({**{f"cache.{k}": v for k, v in pipeline.keys.items()}, **backend.describe()})
         result = evaluate(
-            backend, decoder, examples, units, exp.batch, exp.infer.pad_to, exp.infer.warmup, audio_s,
+            backend, decoder, examples, units, exp.batch, pad_to, exp.infer.warmup, audio_s,
             num_convs=len(pipeline.model.arch.conv_channels), keep_log_probs=exp.infer.save_log_probs,
-            progress=exp.progress,
+            progress=exp.progress, recipe_leading_space=exp.decode.type == "greedy",
         )
     metrics = {**result.metrics, **_stage_metrics(pipeline), "audio_seconds": audio_s}
     tracker.log_metrics(metrics)

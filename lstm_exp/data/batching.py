@@ -13,6 +13,7 @@ NPU) or to the longest utterance of each batch.
 from __future__ import annotations
 
 import json
+import numbers
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,7 +43,11 @@ class Example:
 
 @dataclass
 class Batch:
-    """Zero-padded features ``float32 [B, T, D']``, true lengths ``int64 [B]``, label ids."""
+    """Zero-padded features ``float32 [B, T, D']``, lengths ``int64 [B]``, label ids.
+
+    A length is the example's row count after ``splice_skip_pad``, so it includes the zero row
+    that makes it even (the recipe counts it too).
+    """
 
     ids: List[str]
     x: np.ndarray
@@ -178,10 +183,9 @@ def make_batches(examples: Sequence[Example], batch_size: int, pad_to: Optional[
     input order).  ``drop_last`` leaves out a final batch smaller than ``batch_size``.  Arguments
     are checked when this is called, not when the first batch is drawn.
     """
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+    if not _is_count(batch_size):
         raise ConfigError(f"batch_size={batch_size!r}: write a positive integer")
-    if pad_to is not None and (isinstance(pad_to, bool) or not isinstance(pad_to, int)
-                               or pad_to < 1):
+    if pad_to is not None and not _is_count(pad_to):
         raise ConfigError(f"pad_to={pad_to!r}: write a positive number of frames (the recipe: "
                           "390) or null to pad each batch to its longest utterance")
     if not examples:
@@ -204,6 +208,11 @@ def make_batches(examples: Sequence[Example], batch_size: int, pad_to: Optional[
     return _batches(ordered, batch_size, pad_to, drop_last, dims.pop())
 
 
+def _is_count(value: object) -> bool:
+    """True for a positive integer (numpy integers included, bools not)."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= 1
+
+
 def _batches(ordered: List[Example], batch_size: int, pad_to: Optional[int], drop_last: bool,
              dim: int) -> Iterator[Batch]:
     for start in range(0, len(ordered), batch_size):
@@ -211,7 +220,7 @@ def _batches(ordered: List[Example], batch_size: int, pad_to: Optional[int], dro
         if drop_last and len(group) < batch_size:
             return
         lengths = np.array([example.feats.shape[0] for example in group], dtype=np.int64)
-        frames = pad_to if pad_to is not None else int(lengths.max())
+        frames = int(pad_to) if pad_to is not None else int(lengths.max())
         x = np.zeros((len(group), frames, dim), dtype=np.float32)
         for row, example in enumerate(group):
             x[row, :lengths[row]] = example.feats

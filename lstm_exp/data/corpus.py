@@ -218,12 +218,14 @@ def _read_utterance(utt_id: str, speaker: str, files: _UttFiles, speaker_dir: Pa
     if not files.phn:
         faults.append(f"{files.wav[0].with_suffix('')}.PHN: missing phone transcription (.PHN) for {files.wav[0].name}")
     num_samples, sample_rate = 0, 0
+    audio_faults: List[str] = []
     if files.wav:
         num_samples, sample_rate, audio_faults = check_audio(files.wav[0])
         faults.extend(audio_faults)
     segments: List[Segment] = []
     if files.phn:
-        audio_ok = bool(files.wav) and num_samples > 0
+        # the segments are checked against the audio length only when the audio itself is sound
+        audio_ok = bool(files.wav) and not audio_faults
         segments, phn_faults = read_phn(files.phn[0], num_samples if audio_ok else None)
         faults.extend(phn_faults)
     if faults:

@@ -74,25 +74,6 @@ def write_units(path: Path, units: Sequence[str]) -> None:
     Path(path).write_text("".join(f"{name} {index}\n" for index, name in enumerate(units)), encoding="utf-8")
 
 
-def read_units(path: Path) -> List[str]:
-    """Units from a ``units`` file; ids must run 0, 1, 2, ... in file order."""
-    units: List[str] = []
-    try:
-        lines = Path(path).read_text(encoding="utf-8").splitlines()
-    except OSError as err:
-        raise DataError(f"{path}: cannot read units file ({err.strerror or err})") from err
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        fields = line.split()
-        if len(fields) != 2 or fields[1] != str(len(units)):
-            raise DataError(f"{path}:{number}: expected '<name> {len(units)}', got {line.strip()!r}")
-        units.append(fields[0])
-    if len(units) < 3:
-        raise DataError(f"{path}: {len(units)} units; expected blank, UNK and the phones")
-    return units
-
-
 def _check_labels_in_units(texts: Mapping[str, Mapping[str, Sequence[str]]], units: Sequence[str]) -> List[str]:
     """Faults for dev/test labels the train transcripts never use (no output class for them)."""
     known = set(units)
@@ -148,6 +129,7 @@ def _corpus_root(cfg: DataConfig, out_dir: Path, corpus_root: Optional[Path], pr
     from lstm_exp.data.synth import generate_corpus
 
     root = out_dir / "corpus"
+    root.mkdir(parents=True)
     generate_corpus(root, cfg.synth, progress=progress)
     return root
 

@@ -26,7 +26,12 @@ def build_decoder(cfg: DecodeConfig, units: Sequence[str], lm_path: Optional[Pat
     """
     if cfg.type == "greedy":
         return GreedyDecoder(units)
-    common = dict(beam_width=cfg.beam_width, word_score=cfg.word_score, beam_threshold=cfg.beam_threshold)
+    common = dict(
+        beam_width=cfg.beam_width,
+        word_score=cfg.word_score,
+        beam_threshold=cfg.beam_threshold,
+        beam_size_token=cfg.beam_size_token,
+    )
     if cfg.type == "beam":
         return BeamDecoder(units, lm_path=None, lm_weight=0.0, **common)
     if cfg.type == "beam_lm":

@@ -143,6 +143,7 @@ class BeamDecoder:
 
         fl_decoder, Dictionary = _flashlight()
         self.beam_width = beam_width
+        self.beam_size_token = min(beam_size_token or self.units.num_classes, self.units.num_classes)
         self.lm_weight = float(lm_weight)
         self.word_score = float(word_score)
         self.lm_path = Path(lm_path) if lm_path is not None else None
@@ -160,7 +161,7 @@ class BeamDecoder:
 
         options = fl_decoder.LexiconFreeDecoderOptions(
             beam_size=beam_width,
-            beam_size_token=beam_size_token or self.units.num_classes,
+            beam_size_token=self.beam_size_token,
             beam_threshold=float(beam_threshold),
             lm_weight=lm_scale,
             sil_score=0.0,

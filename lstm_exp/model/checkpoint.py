@@ -73,6 +73,11 @@ def save_checkpoint(path: Union[str, Path], model: CTCModel, units: Sequence[str
 # --------------------------------------------------------------------------- reading
 
 
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else ""
+
+
 def _read_file(path: Path, trust: bool) -> Any:
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint file not found; set model.checkpoint to an "
@@ -80,22 +85,26 @@ def _read_file(path: Path, trust: bool) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
+        # torch's weights-only unpickler names the class it refused ("Unsupported global:
+        # GLOBAL torch.nn.modules.rnn.LSTM ..."); other unpickling errors mean garbage.
+        needs_global = re.search(r"GLOBAL ([\w.]+)", str(exc))
+        if needs_global is None:
+            raise CheckpointError(f"{path}: not a readable torch checkpoint (UnpicklingError: "
+                                  f"{_first_line(exc)})") from None
         if not trust:
-            first = str(exc).strip().splitlines()
-            hint = next((line for line in first if "GLOBAL" in line or "Unsupported" in line),
-                        first[0] if first else "")
             raise CheckpointError(
-                f"{path}: needs full unpickling, which can run arbitrary code ({hint.strip()}); "
-                "if you trust its origin, set model.trust_checkpoint=true to load it") from None
+                f"{path}: needs full unpickling, which can run arbitrary code (it stores "
+                f"{needs_global.group(1)}); if you trust its origin, set "
+                "model.trust_checkpoint=true to load it") from None
     except Exception as exc:  # corrupt, truncated, not a torch file
         raise CheckpointError(f"{path}: not a readable torch checkpoint ({type(exc).__name__}: "
-                              f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
+                              f"{_first_line(exc)})") from None
     try:
         return torch.load(path, map_location="cpu", weights_only=False)
     except Exception as exc:
         raise CheckpointError(f"{path}: could not be unpickled even with "
-                              f"model.trust_checkpoint=true ({type(exc).__name__}: {exc})"
-                              ) from None
+                              f"model.trust_checkpoint=true ({type(exc).__name__}: "
+                              f"{_first_line(exc)})") from None
 
 
 def _extract_state_dict(path: Path, package: Any) -> Dict[str, torch.Tensor]:

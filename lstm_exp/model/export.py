@@ -62,9 +62,10 @@ def export_onnx(model: CTCModel, path: Union[str, Path], opset: int = 11, batch:
                         OUTPUT_NAME: {0: "out_frames", 1: "batch"}}
     try:
         with torch.no_grad(), warnings.catch_warnings():
-            # The legacy exporter warns that LSTMs with batch_size != 1 are exported for a
-            # variable batch anyway; the dynamic variant asks for exactly that.
+            # Tracing nn.LSTM warns about its Python-side hidden-size check and the legacy
+            # exporter about LSTM batch sizes; both are expected here and not actionable.
             warnings.simplefilter("ignore", UserWarning)
+            warnings.simplefilter("ignore", torch.jit.TracerWarning)
             torch.onnx.export(model, (example,), str(path), input_names=[INPUT_NAME],
                               output_names=[OUTPUT_NAME], opset_version=opset,
                               dynamic_axes=dynamic_axes, do_constant_folding=True,

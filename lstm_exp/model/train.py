@@ -296,7 +296,7 @@ def fit(model_cfg: ModelConfig, train_cfg: TrainConfig, units: Sequence[str],
             if train_cfg.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), train_cfg.grad_clip)
             optimizer.step()
-            loss_total += float(loss) * len(target_lengths)
+            loss_total += loss.item() * len(target_lengths)
             seen += len(target_lengths)
             frames_done += int(lengths.sum())
             bar.set_postfix(loss=f"{loss_total / seen:.3f}")

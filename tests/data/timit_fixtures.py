@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
+import kaldiio
 import numpy as np
 import soundfile as sf
 
@@ -154,3 +155,28 @@ def build_timit_tree(
 def write_speaker_list(path: Path, speakers: Sequence[str]) -> Path:
     path.write_text("".join(f"{s}\n" for s in speakers), encoding="ascii")
     return path
+
+
+def write_kaldi_user_dir(
+    dir: Path,
+    ids: Sequence[str],
+    scp_name: str = "feats.scp",
+    text_name: str = "text",
+    relative: bool = False,
+    labels: str = "sil s iy sil",
+    offset: float = 0.0,
+) -> Dict[str, np.ndarray]:
+    """A user's Kaldi dir with an ark of random features; returns the written matrices."""
+    dir.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    mats = {utt: (rng.normal(size=(20 + i, 81)) + offset).astype(np.float32) for i, utt in enumerate(ids)}
+    ark = dir / "raw.ark"
+    with kaldiio.WriteHelper(f"ark,scp:{ark},{dir / scp_name}") as writer:
+        for utt, mat in mats.items():
+            writer(utt, mat)
+    if relative:  # relative to the recipe folder, two levels above data/<split>
+        recipe = dir.parent.parent
+        text = (dir / scp_name).read_text().replace(str(recipe) + "/", "")
+        (dir / scp_name).write_text(text)
+    (dir / text_name).write_text("".join(f"{utt} {labels}\n" for utt in ids))
+    return mats

@@ -133,8 +133,9 @@ def test_bad_settings_are_reported_together():
 
 def test_build_decoder_picks_type_and_lm(tmp_path, arpa):
     assert isinstance(build_decoder(DecodeConfig(type="greedy"), UNITS, None), GreedyDecoder)
-    beam = build_decoder(DecodeConfig(type="beam", beam_width=3), UNITS, arpa)
+    beam = build_decoder(DecodeConfig(type="beam", beam_width=3, beam_size_token=2), UNITS, arpa)
     assert isinstance(beam, BeamDecoder) and beam.lm_path is None and beam.beam_width == 3
+    assert beam.beam_size_token == 2
     default_lm = build_decoder(DecodeConfig(type="beam_lm", lm_weight=0.2), UNITS, arpa)
     assert default_lm.lm_path == arpa and default_lm.lm_weight == 0.2
     with pytest.raises(DataError, match="elsewhere.arpa"):
@@ -145,10 +146,11 @@ def test_build_decoder_picks_type_and_lm(tmp_path, arpa):
 
 def test_decode_config_collects_every_fault():
     with pytest.raises(ConfigError) as info:
-        DecodeConfig(type="viterbi", beam_width=0, lm_weight=-1.0, beam_threshold=0.0, lm_path="")
+        DecodeConfig(type="viterbi", beam_width=0, lm_weight=-1.0, beam_threshold=0.0, beam_size_token=0, lm_path="")
     lines = str(info.value).splitlines()
-    assert lines[0] == "DecodeConfig has 5 invalid values:"
+    assert lines[0] == "DecodeConfig has 6 invalid values:"
     assert [line.split(":")[0] for line in lines[1:]] == [
-        "decode.type", "decode.beam_width", "decode.lm_weight", "decode.beam_threshold", "decode.lm_path",
+        "decode.type", "decode.beam_width", "decode.lm_weight", "decode.beam_threshold",
+        "decode.beam_size_token", "decode.lm_path",
     ]
     assert DecodeConfig().type == "greedy"

@@ -23,6 +23,9 @@ FEATURE_DIM = 243
 #: the file name run_atc records the command in (beside the log)
 COMMAND_FILE = "atc_command.txt"
 
+#: the recipe's --dynamic_batch_size
+RECIPE_GEARS = (1, 4, 8, 16, 32)
+
 BatchSpec = Union[int, Sequence[int]]
 
 
@@ -111,10 +114,14 @@ def run_atc(cmd: Sequence[str], log_path: Path | str) -> Path:
 
 def resolve_batch_spec(cfg: AtcConfig, batch: int, sweep_batches: Sequence[int] = ()) -> BatchSpec:
     """What to build for a job at ``batch``: the batch itself (static OM), or the gears of a
-    dynamic OM (``cfg.batch_gears``, else the sweep's batch sizes plus ``batch``)."""
+    dynamic OM: ``cfg.batch_gears``, else the sweep's batch sizes plus ``batch``, and when that
+    is a single size, the recipe's gears (1, 4, 8, 16, 32) plus ``batch`` - so every job of a
+    recipe sweep asks for the same OM."""
     if not cfg.dynamic_batch:
         return int(batch)
     gears = list(cfg.batch_gears) or sorted({int(batch), *(int(b) for b in sweep_batches)})
+    if len(gears) < MIN_GEARS and not cfg.batch_gears:
+        gears = sorted({int(batch), *RECIPE_GEARS})
     if batch not in gears and batch > max(gears):
         raise ConfigError(f"batch={batch} is larger than every gear of atc.batch_gears={gears}: add a gear >= {batch}")
     return _gears(gears)

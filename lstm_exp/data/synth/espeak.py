@@ -4,9 +4,9 @@ This is the only module of the project that imports ``espeakng_loader``.  eSpeak
 of its state in process globals and its waveform generator keeps state between calls, so:
 
 * call :func:`initialize` once per process (never from threads);
-* synthesize each utterance in a freshly forked child of an initialised, never-synthesizing
-  process, after :func:`synthesize` has set an explicit random seed, to get the same audio
-  whatever else the process did before.
+* synthesize in a freshly forked child of an initialised, never-synthesizing process, in a
+  fixed order, each utterance after its own seed (:func:`synthesize` sets it), to get the
+  same audio whatever else the parent process did.
 
 :func:`synthesize` returns the 22,050 Hz waveform plus the WORD, PHONEME and END events with
 their exact sample positions.
@@ -86,7 +86,7 @@ class PhonemeEvent:
 
 @dataclass
 class Synthesis:
-    """One synthesized utterance at :data:`_STATE` sample rate (22,050 Hz)."""
+    """One synthesized utterance at eSpeak's own sample rate (22,050 Hz)."""
 
     samples: np.ndarray  # int16
     sample_rate: int

@@ -32,7 +32,8 @@ MNEMONIC_TO_TIMIT: Dict[str, Tuple[str, ...]] = {
     "m": ("m",), "n": ("n",), "N": ("ng",), "n-": ("en",), "@L": ("el",), "l": ("l",),
     "r": ("r",), "r-": ("r",), "j": ("y",), "w": ("w",),
     "i:": ("iy",), "i": ("iy",), "I": ("ih",), "I2": ("ih",), "I#": ("ix",), "E": ("eh",),
-    "a": ("ae",), "aa": ("ae",), "V": ("ah",), "@": ("ax",), "@2": ("ax",), "a#": ("ax",),
+    "a": ("ae",), "aa": ("ae",), "V": ("ah",), "@": ("ax",), "@2": ("ax",), "@-": ("ax",),
+    "a#": ("ax",),
     "3": ("axr",), "3:": ("er",), "U": ("uh",), "u:": ("uw",), "u": ("uw",),
     "eI": ("ey",), "aI": ("ay",), "OI": ("oy",), "aU": ("aw",), "oU": ("ow",),
     "0": ("aa",), "A:": ("aa",), "O:": ("ao",), "O2": ("ao",),
@@ -324,5 +325,6 @@ class WordPhonemeCounter:
 
     def __call__(self, word: str) -> int:
         if word not in self._cache:
-            self._cache[word] = len(self._phonemize(word))
+            phones = self._phonemize(word)
+            self._cache[word] = sum(1 for p in phones if p not in MERGE_INTO_PREVIOUS)
         return self._cache[word]
