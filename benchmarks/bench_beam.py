@@ -15,7 +15,15 @@ Input, either:
   ARPA of that chain (estimated from sampled sentences) is written beside them.  ``--save-npz``
   keeps them.
 
-Example: ``python benchmarks/bench_beam.py --synthetic 200 --frames 190``
+* ``--run-dir JOB --prepared DIR``: the log-probs a job saved with ``infer.save_log_probs=true``
+  (``JOB/log_probs.npz``, one ``[T_i, C]`` array per utterance) and the prepared data it used
+  (references from ``DIR/<split>/text``, ``DIR/units``, ``DIR/lm_phone_bg.arpa``).
+
+Examples::
+
+    python benchmarks/bench_beam.py --synthetic 200 --frames 190
+    python -m lstm_exp infer.save_log_probs=true     # then, with the job folder and cache entry:
+    python benchmarks/bench_beam.py --run-dir outputs/<day>/<time> --prepared cache/prepare/<key>
 """
 from __future__ import annotations
 
@@ -110,6 +118,24 @@ def write_chain_arpa(path: Path, units: Sequence[str], start: np.ndarray, transi
     path.write_text("\n".join(lines))
 
 
+def posteriors_of_run(run_dir: Path, prepared: Path, split: str) -> Dict[str, np.ndarray]:
+    """The .npz fields from a job's per-utterance log-probs and its prepared data."""
+    from lstm_exp.data.batching import load_units
+
+    units = load_units(prepared / "units")
+    refs = dict(line.split(None, 1) for line in (prepared / split / "text").read_text().splitlines())
+    with np.load(run_dir / "log_probs.npz", allow_pickle=False) as archive:
+        per_utt = {k: archive[k] for k in archive.files}
+    ids = list(per_utt)
+    frames = max(v.shape[0] for v in per_utt.values())
+    log_probs = np.full((frames, len(ids), len(units)), -1e4, dtype=np.float32)
+    log_probs[:, :, 0] = 0.0  # padding frames: blank with probability 1 (beyond each length anyway)
+    for b, utt in enumerate(ids):
+        log_probs[: per_utt[utt].shape[0], b] = per_utt[utt]
+    return {"log_probs": log_probs, "lengths": np.array([per_utt[u].shape[0] for u in ids]),
+            "refs": np.array([refs[u].strip() for u in ids]), "units": np.array(units), "ids": np.array(ids)}
+
+
 def timed(fn, *args) -> Tuple[List[List[str]], float]:
     begin = time.perf_counter()
     result = fn(*args)
@@ -132,6 +158,9 @@ def main(argv=None) -> int:
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--npz", type=Path, help="saved log-probs (see module doc)")
     source.add_argument("--synthetic", type=int, metavar="N", help="make N synthetic utterances")
+    source.add_argument("--run-dir", type=Path, help="a job folder with log_probs.npz (see module doc)")
+    parser.add_argument("--prepared", type=Path, help="the prepared data of --run-dir (cache/prepare/<key>)")
+    parser.add_argument("--split", default="dev", help="split of --run-dir's references")
     parser.add_argument("--arpa", type=Path, help="bigram ARPA (required with --npz)")
     parser.add_argument("--frames", type=int, default=190)
     parser.add_argument("--classes", type=int, default=41)
@@ -154,6 +183,11 @@ def main(argv=None) -> int:
         if args.save_npz:
             np.savez(args.save_npz, **{k: data[k] for k in ("log_probs", "lengths", "refs", "units", "ids")})
             print(f"saved {args.save_npz} (ARPA at {arpa} is temporary)")
+    elif args.run_dir is not None:
+        if args.prepared is None:
+            parser.error("--run-dir needs --prepared")
+        data = posteriors_of_run(args.run_dir, args.prepared, args.split)
+        arpa = args.arpa or args.prepared / "lm_phone_bg.arpa"
     else:
         if args.arpa is None:
             parser.error("--npz needs --arpa")

@@ -112,3 +112,21 @@ def test_acl_without_pyacl_says_what_to_install(sweep_dir):
     proc = _run(sweep_dir, "experiment=smoke", "backend=acl", "progress=false", check=False)
     assert proc.returncode != 0
     assert "pyacl" in proc.stderr and "CANN" in proc.stderr
+
+
+def test_real_timit_layout_goes_through_the_same_stages(tmp_path):
+    """data=timit through the app (stage=prepare): an LDC-layout tree, lower case, SPHERE audio."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent / "data"))
+    from timit_fixtures import build_timit_tree, write_speaker_list
+
+    info = build_timit_tree(tmp_path / "TIMIT", upper=False)
+    dev_list = write_speaker_list(tmp_path / "dev.list", info.dev_speakers)
+    test_list = write_speaker_list(tmp_path / "test.list", info.test_speakers)
+    proc = _run(tmp_path, "data=timit", f"data.root={info.root}", f"data.dev_speakers_list={dev_list}",
+                f"data.test_speakers_list={test_list}", "stage=prepare", "tracking=none", "progress=false")
+    assert "stage prepare done" in proc.stdout
+    prepared = next(p for p in (tmp_path / "cache" / "prepare").iterdir() if not p.name.startswith("."))
+    assert set(info.expected_ids) == {"train", "dev", "test"}
+    for split, ids in info.expected_ids.items():
+        listed = [line.split()[0] for line in (prepared / split / "text").read_text().splitlines()]
+        assert listed == sorted(ids), split

@@ -91,16 +91,23 @@ def load_units(path: Path) -> List[str]:
     return units
 
 
-def _splice_settings(prepared_dir: Path) -> tuple[int, int]:
-    """``(right_context, frame_skip)`` recorded in ``meta.json`` (recipe values if absent)."""
+def _read_meta(prepared_dir: Path) -> dict:
+    """``prepared_dir/meta.json`` as a dict ({} when absent: data prepared by hand)."""
     meta_path = prepared_dir / "meta.json"
     if not meta_path.is_file():
-        return DEFAULT_RIGHT_CONTEXT, DEFAULT_FRAME_SKIP
+        return {}
     try:
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise DataError(f"{meta_path}: unreadable ({exc}); re-run the prepare stage") from None
-    fbank = meta.get("fbank") if isinstance(meta, dict) else None
+    return meta if isinstance(meta, dict) else {}
+
+
+def _splice_settings(prepared_dir: Path) -> tuple[int, int]:
+    """``(right_context, frame_skip)`` recorded in ``meta.json`` (recipe values if absent)."""
+    meta_path = prepared_dir / "meta.json"
+    meta = _read_meta(prepared_dir)
+    fbank = meta.get("fbank")
     fbank = fbank if isinstance(fbank, dict) else {}
     right_context = fbank.get("right_context", DEFAULT_RIGHT_CONTEXT)
     frame_skip = fbank.get("frame_skip", DEFAULT_FRAME_SKIP)
@@ -109,6 +116,10 @@ def _splice_settings(prepared_dir: Path) -> tuple[int, int]:
         raise DataError(f"{meta_path}: fbank.right_context={right_context!r}, "
                         f"fbank.frame_skip={frame_skip!r}; need integers >= 0 and >= 1")
     return right_context, frame_skip
+
+
+def _recorded_allow_pipes(prepared_dir: Path) -> bool:
+    return bool(_read_meta(prepared_dir).get("allow_pipes", False))
 
 
 def _read_labels(text_path: Path, units: Sequence[str]) -> dict[str, np.ndarray]:
@@ -131,13 +142,16 @@ def _read_labels(text_path: Path, units: Sequence[str]) -> dict[str, np.ndarray]
 
 
 def load_split(prepared_dir: Path, split: str, units: List[str], progress: bool = True,
-               allow_pipes: bool = False) -> List[Example]:
+               allow_pipes: Optional[bool] = None) -> List[Example]:
     """Examples of ``prepared_dir/<split>`` in ``feats.scp`` order (CMVN, splice, skip, pad).
 
     ``allow_pipes`` lets ``feats.scp`` entries be shell commands (``cmd |``), which kaldiio
-    runs: only for data you trust (the prepare stage's ``data.allow_pipes``).
+    runs: only for data you trust.  ``None`` takes what the prepare stage recorded in
+    ``meta.json`` (the user's ``data.allow_pipes``), else refuses them.
     """
     prepared_dir = Path(prepared_dir)
+    if allow_pipes is None:
+        allow_pipes = _recorded_allow_pipes(prepared_dir)
     split_dir = prepared_dir / split
     feats_scp = split_dir / "feats.scp"
     if not feats_scp.is_file():

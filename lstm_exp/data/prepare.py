@@ -359,7 +359,11 @@ def _meta(
         "feature_dim": feature_dim,
         "num_units": len(units),
         "cmvn_source": cmvn_source,
-        "fbank": asdict(cfg.fbank) if cfg.kind != "kaldi_dir" else None,
+        # kaldi_dir: the fbank options were the user's recipe's, but splice/skip apply at load time
+        "fbank": asdict(cfg.fbank),
+        "features_extracted": cfg.kind != "kaldi_dir",
+        # feats.scp entries that are shell commands were accepted explicitly (data.allow_pipes)
+        "allow_pipes": bool(cfg.allow_pipes),
     }
 
 

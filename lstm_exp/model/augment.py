@@ -25,12 +25,14 @@ ENERGY_COLUMN = 0
 
 @dataclass
 class AugmentParams:
-    warp_min: float = 0.82
-    warp_max: float = 1.18
-    freq_masks: int = 2
-    freq_mask_width: int = 8
-    time_masks: int = 2
-    time_mask_width: int = 5
+    """What :func:`augment_batch` does; the defaults live in ``conf_schemas.model.TrainConfig``."""
+
+    warp_min: float
+    warp_max: float
+    freq_masks: int
+    freq_mask_width: int
+    time_masks: int
+    time_mask_width: int
 
 
 def _mel_columns(dim: int) -> torch.Tensor:

@@ -201,3 +201,32 @@ def test_data_config_checks(tmp_path):
     with pytest.raises(ConfigError, match="data.workers=0"):
         DataConfig(kind="timit", root=str(tmp_path), workers=0)
     assert DataConfig(kind="synth").synth is not None
+
+
+def _pipe_the_dev_scp(root: Path) -> None:
+    """Rewrite dev's feats.scp so its first entry is a shell command (``cat ark |``)."""
+    scp = root / "dev" / "feats.scp"
+    lines = scp.read_text().splitlines()
+    utt, location = lines[0].split(None, 1)
+    # a pipe entry reads one binary matrix (no key) from the command's output
+    single = root / "dev" / "single.mat"
+    kaldiio.save_mat(str(single), kaldiio.load_mat(location))
+    lines[0] = f"{utt} cat {single} |"
+    scp.write_text("\n".join(lines) + "\n")
+
+
+def test_kaldi_dir_pipes_allowed_at_prepare_are_allowed_at_load(tmp_path):
+    from lstm_exp.data.batching import load_split, load_units
+
+    mats = user_kaldi_dirs(tmp_path / "data")
+    _pipe_the_dev_scp(tmp_path / "data")
+    with pytest.raises(DataError, match="allow_pipes"):
+        prepare_data(DataConfig(kind="kaldi_dir", root=str(tmp_path / "data")), tmp_path / "refused", progress=False)
+    out = tmp_path / "prepared"
+    prepare_data(DataConfig(kind="kaldi_dir", root=str(tmp_path / "data"), allow_pipes=True), out, progress=False)
+    assert json.loads((out / "meta.json").read_text())["allow_pipes"] is True
+    examples = load_split(out, "dev", load_units(out / "units"), progress=False)
+    assert [ex.utt_id for ex in examples] == ["d1", "d2"]
+    with pytest.raises(DataError, match="allow_pipes"):
+        load_split(out, "dev", load_units(out / "units"), progress=False, allow_pipes=False)
+    assert mats["dev"]["d1"].shape[0] > 0
