@@ -30,13 +30,13 @@ class ModelConfig:
 
     name: str = "ctc_recipe"
     #: output channels of each conv (first stride (1,2), then (2,2)); recipe [32, 32]
-    conv_channels: List[int] = field(default_factory=lambda: [32, 32])
-    lstm_layers: int = 4
+    conv_channels: Optional[List[int]] = field(default_factory=lambda: [32, 32])
+    lstm_layers: Optional[int] = 4
     #: LSTM hidden size per direction
-    hidden: int = 384
+    hidden: Optional[int] = 384
     #: parameter layout: gpu (one bidirectional nn.LSTM per layer, Diamondfan/CTC_pytorch) or
     #: npu (forward rnn + time-flipped rnn_w, Ascend ModelZoo); same maths, different ONNX graph
-    layout: str = "gpu"
+    layout: Optional[str] = "gpu"
     dropout: float = 0.2
     #: an original or external checkpoint (.pth); when set, training is skipped
     checkpoint: Optional[str] = None
@@ -47,16 +47,21 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         faults = []
-        channels = list(self.conv_channels) if self.conv_channels is not None else []
-        if not channels or any(not isinstance(c, int) or c < 1 for c in channels):
+        if self.checkpoint is None:
+            missing = [k for k in ("conv_channels", "lstm_layers", "hidden", "layout") if getattr(self, k) is None]
+            if missing:
+                _raise_all("model", [f"model.{k}: null is only allowed with model.checkpoint (read from its "
+                                     "tensors); give a value to train a model" for k in missing])
+        channels = list(self.conv_channels) if self.conv_channels is not None else None
+        if channels is not None and (not channels or any(not isinstance(c, int) or c < 1 for c in channels)):
             faults.append(f"model.conv_channels: {self.conv_channels!r} must be a non-empty "
                           "list of positive integers, e.g. [32, 32] (recipe)")
-        if not (isinstance(self.lstm_layers, int) and self.lstm_layers >= 1):
+        if self.lstm_layers is not None and not (isinstance(self.lstm_layers, int) and self.lstm_layers >= 1):
             faults.append(f"model.lstm_layers: {self.lstm_layers!r} must be an integer >= 1 "
                           "(recipe: 4)")
-        if not (isinstance(self.hidden, int) and self.hidden >= 1):
+        if self.hidden is not None and not (isinstance(self.hidden, int) and self.hidden >= 1):
             faults.append(f"model.hidden: {self.hidden!r} must be an integer >= 1 (recipe: 384)")
-        if self.layout not in MODEL_LAYOUTS:
+        if self.layout is not None and self.layout not in MODEL_LAYOUTS:
             faults.append(f"model.layout: {self.layout!r} is not a layout; write gpu or npu")
         if not 0.0 <= self.dropout < 1.0:
             faults.append(f"model.dropout: {self.dropout!r} must be in [0, 1) (recipe: 0.2)")

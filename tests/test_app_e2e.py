@@ -130,3 +130,32 @@ def test_real_timit_layout_goes_through_the_same_stages(tmp_path):
     for split, ids in info.expected_ids.items():
         listed = [line.split()[0] for line in (prepared / split / "text").read_text().splitlines()]
         assert listed == sorted(ids), split
+
+
+def test_original_npu_layout_checkpoint_gives_the_trained_models_results(sweep_dir):
+    """model=pretrained: the trained weights rewritten as the Ascend ModelZoo's NPU-layout
+    `ctc_best_model.pth` (DataParallel prefix, training metadata, separate units file) give the
+    same PER as the model they came from."""
+    import torch
+
+    from lstm_exp.model import load_checkpoint
+
+    train_entry = next(p for p in (sweep_dir / "cache" / "train").iterdir() if not p.name.startswith("."))
+    model = load_checkpoint(train_entry / "model.pt")
+    npu_state = {}
+    for key, value in model.state_dict().items():
+        key = key.replace(".rnn.weight_ih_l0_reverse", ".rnn_w.weight_ih_l0").replace(
+            ".rnn.weight_hh_l0_reverse", ".rnn_w.weight_hh_l0")
+        npu_state[f"module.{key}"] = value
+    original = sweep_dir / "ctc_best_model.pth"
+    torch.save({"state_dict": npu_state, "epoch": 7, "best_loss": 0.5}, original)
+    units = sweep_dir / "units"
+    units.write_text("".join(f"{name} {i}\n" for i, name in enumerate(model.units)))
+    _run(sweep_dir, "experiment=smoke", "model=pretrained", f"model.checkpoint={original}",
+         f"model.units_file={units}", "backend=torch", "batch=4", "progress=false", "tracking.run_name=npu-original")
+    runs = _runs(sweep_dir)
+    by_name = {r.info.run_name: r for r in runs}
+    reference = next(r for r in runs if r.data.params.get("backend") == "torch" and r.data.params.get("batch") == "4"
+                     and r.data.params.get("model.name") == "ctc_small" and r.data.params.get("infer.pad_to") == "null")
+    assert by_name["npu-original"].info.status == "FINISHED"
+    assert by_name["npu-original"].data.metrics["per"] == pytest.approx(reference.data.metrics["per"], abs=1e-9)

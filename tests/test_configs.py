@@ -73,6 +73,7 @@ def test_default_config_is_the_embedded_experiment(compose_config):
         ("model.hidden=0", "model.hidden"),
         ("train.lr=-1", "train.lr"),
         ("split.name=train", "split=dev"),
+        ("model.hidden=null", "model.hidden: null is only allowed with model.checkpoint"),
     ],
 )
 def test_impossible_values_are_refused_with_a_clear_message(compose_config, override, needle):
