@@ -170,6 +170,8 @@ def main(argv=None) -> int:
     parser.add_argument("--lm-weight", type=float, default=0.5, help="the recipe's lm_alpha (ln units)")
     parser.add_argument("--beam-size-token", type=int, default=None,
                         help="flashlight: classes tried per frame (default all)")
+    parser.add_argument("--beam-threshold", type=float, default=25.0,
+                        help="flashlight: drop hypotheses this far (ln) below the best")
     parser.add_argument("--batch", type=int, default=16, help="utterances per decode() call")
     parser.add_argument("--baseline-utts", type=int, default=None,
                         help="run the slow NumPy baseline on the first K utterances only (default all)")
@@ -202,18 +204,19 @@ def main(argv=None) -> int:
     frames, num_utts, num_classes = log_probs.shape
     print(f"{num_utts} utterances, {frames} frames, {num_classes} classes, mean length {lengths.mean():.1f}; "
           f"beam {args.beam_width}, lm_weight {args.lm_weight}, flashlight beam_size_token "
-          f"{args.beam_size_token or 'all'}, ARPA {arpa}")
+          f"{args.beam_size_token or 'all'}, beam_threshold {args.beam_threshold}, ARPA {arpa}")
 
     rows = []
     greedy = GreedyDecoder(units)
     hyps, seconds = timed(in_batches, greedy, log_probs, lengths, args.batch)
     rows.append(("greedy (numpy)", num_utts, seconds, per_of(ids, refs, hyps)))
     greedy_hyps = hyps
-    beam = BeamDecoder(units, beam_width=args.beam_width, beam_size_token=args.beam_size_token)
+    beam = BeamDecoder(units, beam_width=args.beam_width, beam_size_token=args.beam_size_token,
+                       beam_threshold=args.beam_threshold)
     hyps, seconds = timed(in_batches, beam, log_probs, lengths, args.batch)
     rows.append(("flashlight beam", num_utts, seconds, per_of(ids, refs, hyps)))
     beam_lm = BeamDecoder(units, beam_width=args.beam_width, lm_path=arpa, lm_weight=args.lm_weight,
-                          beam_size_token=args.beam_size_token)
+                          beam_size_token=args.beam_size_token, beam_threshold=args.beam_threshold)
     hyps, seconds = timed(in_batches, beam_lm, log_probs, lengths, args.batch)
     rows.append(("flashlight beam_lm", num_utts, seconds, per_of(ids, refs, hyps)))
     flashlight_lm_hyps = hyps
