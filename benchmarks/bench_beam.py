@@ -136,10 +136,19 @@ def posteriors_of_run(run_dir: Path, prepared: Path, split: str) -> Dict[str, np
             "refs": np.array([refs[u].strip() for u in ids]), "units": np.array(units), "ids": np.array(ids)}
 
 
+REPEATS = 3
+
+
 def timed(fn, *args) -> Tuple[List[List[str]], float]:
-    begin = time.perf_counter()
+    """One untimed warm-up pass, then the median wall time of ``REPEATS`` passes (single thread:
+    every decoder here runs on the calling thread)."""
     result = fn(*args)
-    return result, time.perf_counter() - begin
+    seconds = []
+    for _ in range(REPEATS):
+        begin = time.perf_counter()
+        result = fn(*args)
+        seconds.append(time.perf_counter() - begin)
+    return result, float(np.median(seconds))
 
 
 def in_batches(decoder, log_probs: np.ndarray, lengths: np.ndarray, batch: int) -> List[List[str]]:
@@ -175,7 +184,10 @@ def main(argv=None) -> int:
     parser.add_argument("--batch", type=int, default=16, help="utterances per decode() call")
     parser.add_argument("--baseline-utts", type=int, default=None,
                         help="run the slow NumPy baseline on the first K utterances only (default all)")
+    parser.add_argument("--repeats", type=int, default=3, help="timed passes per decoder (median reported)")
     args = parser.parse_args(argv)
+    global REPEATS
+    REPEATS = args.repeats
 
     workdir = tempfile.TemporaryDirectory()
     if args.synthetic is not None:
@@ -228,6 +240,7 @@ def main(argv=None) -> int:
     subset = lambda h: per_of(ids[:k], refs[:k], h[:k])  # noqa: E731
     same = sum(a == b for a, b in zip(hyps, flashlight_lm_hyps[:k]))
 
+    print(f"median of {REPEATS} timed passes after one warm-up pass, decoding only (posteriors in memory)")
     print(f"{'decoder':<24}{'utts':>6}{'seconds':>10}{'ms/utt':>10}{'PER %':>9}")
     for name, count, seconds, per in rows:
         print(f"{name:<24}{count:>6}{seconds:>10.3f}{1000 * seconds / count:>10.3f}{per:>9.2f}")
