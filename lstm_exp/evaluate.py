@@ -11,7 +11,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 from tqdm import tqdm
@@ -23,17 +23,6 @@ from lstm_exp.metrics.errors import recipe_scores, score_utterances
 from lstm_exp.metrics.timing import latency_stats, throughput_stats
 
 log = logging.getLogger(__name__)
-
-
-def output_frames(lengths: np.ndarray, num_convs: int = 2) -> np.ndarray:
-    """Valid output frames for ``lengths`` input frames: the model's time-strided conv
-    (kernel 3, padding 1; only the last conv strides time by 2)."""
-    from lstm_exp.model.ctc import CONV_KERNEL, CONV_PADDING, conv_strides
-
-    out = np.asarray(lengths, dtype=np.int64)
-    for time_stride, _ in conv_strides(num_convs):
-        out = (out + 2 * CONV_PADDING[0] - CONV_KERNEL[0]) // time_stride + 1
-    return out
 
 
 @dataclass
@@ -55,12 +44,15 @@ def evaluate(
     pad_to: Optional[int],
     warmup: int,
     audio_seconds: float,
-    num_convs: int = 2,
+    output_lengths: Callable[[np.ndarray], np.ndarray],
     keep_log_probs: bool = False,
     progress: bool = True,
     recipe_leading_space: bool = True,
 ) -> EvaluationResult:
     """Run every example through ``backend`` and ``decoder``; return metrics and rows.
+
+    ``output_lengths`` maps input frames to valid output frames (the model's
+    ``CTCModel.output_lengths``): log-probs beyond them are padding and are not decoded.
 
     ``recipe_leading_space``: the recipe's greedy decoder prefixes every hypothesis with a space
     (its beam decoder does not); ``cer_recipe`` reproduces that artefact when true."""
@@ -86,7 +78,7 @@ def evaluate(
             raise DataError(
                 f"backend {backend.name} returned log-probs of shape {log_probs.shape}; expected [T', {len(batch.ids)}, {len(units)}]"
             )
-        lengths = np.minimum(output_frames(batch.lengths, num_convs), log_probs.shape[0])
+        lengths = np.minimum(output_lengths(batch.lengths), log_probs.shape[0])
         t1 = time.perf_counter()
         decoded = decoder.decode(log_probs, lengths)
         decode_ms.append((time.perf_counter() - t1) * 1e3)

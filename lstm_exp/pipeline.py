@@ -33,9 +33,6 @@ log = logging.getLogger(__name__)
 #: bump a stage's version when its code changes what it writes
 STAGE_VERSIONS = {"corpus": "1", "prepare": "1", "train": "1", "export": "1", "convert": "1", "preprocess": "1"}
 
-#: stage -> the stages it needs (besides the chain before it)
-STAGE_ORDER = ("corpus", "prepare", "train", "export", "convert", "preprocess", "infer")
-
 
 def _plain(obj: Any) -> Any:
     """Dataclass / nested containers -> JSON-able plain containers."""
@@ -92,9 +89,7 @@ class Pipeline:
     @cached_property
     def corpus_root(self) -> Optional[Path]:
         data = self.exp.data
-        if data.kind != "synth":
-            if data.root is None:
-                raise ConfigError(f"data.root is required for data={data.kind}: write data.root=/path/to/it")
+        if data.kind != "synth":  # DataConfig has checked that data.root exists
             self.keys["corpus"] = f"path:{Path(data.root).resolve()}"
             return Path(data.root).resolve()
         from lstm_exp.data.synth import generate_corpus

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
+import torch
 from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
 
@@ -78,7 +79,8 @@ def execute(exp: Any, cfg: DictConfig, job_dir: Path, tracker: MlflowRun) -> Opt
         tracker.set_tags({**{f"cache.{k}": v for k, v in pipeline.keys.items()}, **backend.describe()})
         result = evaluate(
             backend, decoder, examples, units, exp.batch, pad_to, exp.infer.warmup, audio_s,
-            num_convs=len(pipeline.model.arch.conv_channels), keep_log_probs=exp.infer.save_log_probs,
+            output_lengths=lambda frames: pipeline.model.output_lengths(torch.as_tensor(frames)).numpy(),
+            keep_log_probs=exp.infer.save_log_probs,
             progress=exp.progress, recipe_leading_space=exp.decode.type == "greedy",
         )
     metrics = {**result.metrics, **_stage_metrics(pipeline), "audio_seconds": audio_s}
