@@ -101,3 +101,9 @@ class ExperimentConfig:
         backend_name = getattr(self.backend, "name", None)
         if self.stage in ("convert", "preprocess") and backend_name != "acl":
             raise ConfigError(f"stage={self.stage} is only part of backend=acl: add backend=acl")
+        if backend_name == "acl" and self.infer.pad_to not in (None, self.backend.atc.frames):
+            frames = self.backend.atc.frames
+            raise ConfigError(
+                f"infer.pad_to={self.infer.pad_to}: the OM's input has backend.atc.frames={frames} frames; "
+                f"write infer.pad_to={frames} or null"
+            )

@@ -16,7 +16,6 @@ from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
 
 from lstm_exp.app import summary_lines, write_json
-from lstm_exp.errors import ConfigError
 from lstm_exp.pipeline import Pipeline
 from lstm_exp.tracking.mlflow_run import MlflowRun
 
@@ -68,11 +67,8 @@ def execute(exp: Any, cfg: DictConfig, job_dir: Path, tracker: MlflowRun) -> Opt
         examples = examples[: exp.infer.max_utterances]
     decoder = build_decoder(exp.decode, units, prepared / "lm_phone_bg.arpa")
     pad_to = exp.infer.pad_to
-    if exp.backend.name == "acl":
-        frames = exp.backend.atc.frames
-        if pad_to not in (None, frames):
-            raise ConfigError(f"infer.pad_to={pad_to}: the OM's input has {frames} frames; write infer.pad_to={frames} or null")
-        pad_to = frames
+    if exp.backend.name == "acl":  # the OM has a static frame axis (checked against infer.pad_to at validation)
+        pad_to = exp.backend.atc.frames
     audio_s = audio_seconds_of(prepared, exp.split.name, [ex.utt_id for ex in examples])
     with backend:
         backend.load(artifact)

@@ -73,11 +73,12 @@ def test_default_config_is_the_embedded_experiment(compose_config):
         ("model.hidden=0", "model.hidden"),
         ("train.lr=-1", "train.lr"),
         ("split.name=train", "split=dev"),
+        ("backend=acl infer.pad_to=400", "backend.atc.frames=390"),
         ("model.hidden=null", "model.hidden: null is only allowed with model.checkpoint"),
     ],
 )
 def test_impossible_values_are_refused_with_a_clear_message(compose_config, override, needle):
-    cfg = compose_config(override)
+    cfg = compose_config(*override.split())
     with pytest.raises(ConfigError) as err:
         validate(cfg)
     assert needle in str(err.value)
