@@ -115,11 +115,12 @@ def evaluate(
 def audio_seconds_of(prepared_dir: Path, split: str, utt_ids: Sequence[str], frame_shift_s: float = 0.010,
                      frame_length_s: float = 0.025) -> float:
     """Audio duration of ``utt_ids`` from ``utt2num_frames`` (snip_edges: (n - 1) * shift + length)."""
+    from lstm_exp.data.kaldi_dir import read_table
+
     frames_file = prepared_dir / split / "utt2num_frames"
-    wanted = set(utt_ids)
-    total = 0.0
-    for line in frames_file.read_text().splitlines():
-        utt, frames = line.split()
-        if utt in wanted:
-            total += (int(frames) - 1) * frame_shift_s + frame_length_s
-    return total
+    rows, faults = read_table(frames_file)
+    frames = {utt: rest for _, utt, rest in rows}
+    faults += [f"{frames_file}: no frame count for {utt}" for utt in utt_ids if not frames.get(utt, "").isdigit()]
+    if faults:
+        raise DataError("\n".join([f"{frames_file}: {len(faults)} problem(s); re-run the prepare stage", *faults[:10]]))
+    return sum((int(frames[utt]) - 1) * frame_shift_s + frame_length_s for utt in utt_ids)

@@ -77,8 +77,11 @@ class Pipeline:
         self.keys: dict[str, str] = {}
 
     # -- helpers ---------------------------------------------------------------------------
+    def _key(self, stage: str, config: dict, upstream: list[str]) -> str:
+        return self.cache.key(stage, config, upstream, version=f"{STAGE_VERSIONS[stage]}/{__version__}")
+
     def _run(self, stage: str, config: dict, upstream: list[str], build) -> Path:
-        key = self.cache.key(stage, config, upstream, version=f"{STAGE_VERSIONS[stage]}/{__version__}")
+        key = self._key(stage, config, upstream)
         force = self.exp.force and self.exp.stage in (stage, "all")
         path = self.cache.run(stage, key, build, config=config, upstream=upstream, force=force)
         self.keys[stage] = key
@@ -135,7 +138,7 @@ class Pipeline:
         def build(tmp: Path) -> dict:
             # Training works in a stable folder beside the cache entry, so that an interrupted
             # run can resume (train.resume=true) from its last finished epoch.
-            work = self.cache.root / "train" / f".work-{self.cache.key('train', config, [self.keys['prepare']])}"
+            work = self.cache.root / "train" / f".work-{self._key('train', config, [self.keys['prepare']])}"
             if work.exists() and not train_cfg.resume:
                 shutil.rmtree(work)
             work.mkdir(parents=True, exist_ok=True)

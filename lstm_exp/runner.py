@@ -69,7 +69,9 @@ def execute(exp: Any, cfg: DictConfig, job_dir: Path, tracker: MlflowRun) -> Opt
     pad_to = exp.infer.pad_to
     if exp.backend.name == "acl":  # the OM has a static frame axis (checked against infer.pad_to at validation)
         pad_to = exp.backend.atc.frames
-    audio_s = audio_seconds_of(prepared, exp.split.name, [ex.utt_id for ex in examples])
+    fbank = exp.data.fbank
+    audio_s = audio_seconds_of(prepared, exp.split.name, [ex.utt_id for ex in examples],
+                               frame_shift_s=fbank.frame_shift_ms / 1e3, frame_length_s=fbank.frame_length_ms / 1e3)
     with backend:
         backend.load(artifact)
         tracker.set_tags({**{f"cache.{k}": v for k, v in pipeline.keys.items()}, **backend.describe()})

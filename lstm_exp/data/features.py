@@ -184,7 +184,7 @@ def compute_cmvn_stats(feats: Iterable[np.ndarray]) -> np.ndarray:
 
 def save_cmvn(path: Path, stats: np.ndarray) -> None:
     """Write CMVN stats as a binary Kaldi double matrix (readable by ``copy-matrix``)."""
-    _check_cmvn_shape(np.asarray(stats), Path(path))
+    check_cmvn_shape(np.asarray(stats), Path(path))
     kaldiio.save_mat(str(path), np.asarray(stats, dtype=np.float64))
 
 
@@ -198,11 +198,12 @@ def load_cmvn(path: Path) -> np.ndarray:
     except Exception as exc:  # kaldiio raises ValueError/KeyError/... on malformed files
         raise DataError(f"{path}: not a Kaldi matrix ({type(exc).__name__}: {exc}); "
                         "re-run the prepare stage") from None
-    _check_cmvn_shape(stats, path)
+    check_cmvn_shape(stats, path)
     return stats
 
 
-def _check_cmvn_shape(stats: np.ndarray, path: Path) -> None:
+def check_cmvn_shape(stats: np.ndarray, path: Path) -> None:
+    """Kaldi global CMVN stats are [2, D+1] with a frame count >= 1; DataError naming ``path`` otherwise."""
     if stats.ndim != 2 or stats.shape[0] != 2 or stats.shape[1] < 2:
         raise DataError(f"{path}: CMVN stats of shape {stats.shape}; expected Kaldi's "
                         "[2, D+1] (sums + count, sums of squares)")

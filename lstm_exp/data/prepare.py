@@ -27,7 +27,7 @@ from tqdm import tqdm
 
 from conf_schemas.data import DataConfig
 from lstm_exp.data.corpus import SPLITS, Utterance, read_timit
-from lstm_exp.data.features import compute_cmvn_stats, extract_features, save_cmvn
+from lstm_exp.data.features import check_cmvn_shape, compute_cmvn_stats, extract_features, save_cmvn
 from lstm_exp.data.kaldi_dir import (
     KaldiDataDir,
     read_data_dir,
@@ -225,8 +225,7 @@ def load_cmvn_stats_file(path: Path) -> np.ndarray:
         if not entries or any(e.shape != entries[0].shape for e in entries):
             raise DataError(f"{path}: archive holds no CMVN stats, or stats of different shapes")
         stats = np.sum(entries, axis=0)
-    if stats.ndim != 2 or stats.shape[0] != 2 or stats.shape[1] < 2 or not stats[0, -1] >= 1:
-        raise DataError(f"{path}: CMVN stats of shape {stats.shape}: expected Kaldi's [2, D+1] with a frame count >= 1")
+    check_cmvn_shape(stats, path)
     return stats
 
 

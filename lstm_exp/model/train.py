@@ -59,12 +59,10 @@ def resolve_device(name: str) -> torch.device:
 
 def greedy_ids(log_probs: torch.Tensor, out_lengths: torch.Tensor) -> List[List[int]]:
     """Greedy CTC decoding of ``[T, B, C]`` to class ids: argmax, collapse repeats, drop 0."""
-    best = log_probs.argmax(dim=2).transpose(0, 1).cpu()          # [B, T]
-    hyps = []
-    for row, length in zip(best, out_lengths.tolist()):
-        path = torch.unique_consecutive(row[:length])
-        hyps.append([int(t) for t in path if int(t) != 0])
-    return hyps
+    from lstm_exp.decode.greedy import collapse_best_path
+
+    best = log_probs.argmax(dim=2).cpu().numpy()                   # [T, B]
+    return [ids.tolist() for ids in collapse_best_path(best, out_lengths.cpu().numpy(), blank_id=0)]
 
 
 class LrHalving:

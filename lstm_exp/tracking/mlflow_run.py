@@ -44,16 +44,17 @@ def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 def select_params(tree: Mapping[str, Any]) -> dict[str, str]:
     """The whitelisted params of a resolved config tree, as strings."""
     params = {}
-    for key, value in flatten(tree).items():
+    flat = flatten(tree)
+    for key, value in flat.items():
         if key.endswith(_SKIP_SUFFIXES):
             continue
         if any(key == w or (w.endswith(".") and key.startswith(w)) for w in PARAM_WHITELIST):
             params[key] = "null" if value is None else str(value)
     # short aliases that users filter on in the UI
-    params["backend"] = str(flatten(tree).get("backend.name"))
-    params["decode"] = str(flatten(tree).get("decode.type"))
-    params["split"] = str(flatten(tree).get("split.name"))
-    params["model"] = str(flatten(tree).get("model.name"))
+    params["backend"] = str(flat.get("backend.name"))
+    params["decode"] = str(flat.get("decode.type"))
+    params["split"] = str(flat.get("split.name"))
+    params["model"] = str(flat.get("model.name"))
     return params
 
 
