@@ -20,8 +20,7 @@ def register_configs() -> None:
     global _registered
     if _registered:
         return
-    from conf_schemas.acl import AclBackendConfig
-    from conf_schemas.backend import OnnxRuntimeBackendConfig, TorchBackendConfig
+    from conf_schemas.backend import AclBackendConfig, OnnxRuntimeBackendConfig, TorchBackendConfig
     from conf_schemas.data import DataConfig
     from conf_schemas.decode import DecodeConfig
     from conf_schemas.experiment import ExperimentConfig, InferConfig, SplitConfig

@@ -30,6 +30,28 @@ ACL_MALLOC_POLICIES = (0, 1, 2)
 MIN_GEARS, MAX_GEARS = 2, 100
 
 
+#: ATC --precision_mode values -> the precision a variant names; ATC's default on Ascend310 is force_fp16
+ATC_PRECISION_MODES = {
+    "force_fp16": "fp16",
+    "allow_fp32_to_fp16": "mixed",
+    "allow_mix_precision": "mixed",
+    "must_keep_origin_dtype": "fp32",
+    "force_fp32": "fp32",
+}
+ATC_DEFAULT_PRECISION_MODE = "force_fp16"
+
+
+def acl_precision(atc: "AtcConfig") -> tuple[str, str]:
+    """``(precision_mode, precision)`` an ATC conversion uses: ``atc.precision_mode`` when the
+    schema has it, else a ``--precision_mode=`` in ``atc.extra_args``, else ATC's default."""
+    mode = getattr(atc, "precision_mode", None)
+    for arg in getattr(atc, "extra_args", ()):
+        if mode is None and arg.startswith("--precision_mode="):
+            mode = arg.split("=", 1)[1]
+    mode = mode or ATC_DEFAULT_PRECISION_MODE
+    return mode, ATC_PRECISION_MODES.get(mode, mode.replace("_", ""))
+
+
 def _raise_all(summary: str, faults: list[str]) -> None:
     if faults:
         raise ConfigError("\n".join([f"{summary}: {len(faults)} problem(s)", *faults]))
@@ -109,3 +131,7 @@ class AclBackendConfig:
                 f"backend.malloc_policy: {self.malloc_policy} is not an aclrtMalloc policy: write 0 (huge first), 1 (huge only) or 2 (normal only)"
             )
         _raise_all("invalid backend=acl config", faults)
+
+    def variant(self) -> str:
+        """``acl-om-<precision>`` from the ATC precision mode (Ascend310 default force_fp16: acl-om-fp16)."""
+        return f"acl-om-{acl_precision(self.atc)[1]}"

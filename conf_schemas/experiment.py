@@ -19,7 +19,9 @@ from conf_schemas.tracking import TrackingConfig
 from lstm_exp.errors import ConfigError
 
 #: every stage in pipeline order; ``stage=X`` runs X and what it needs, ``all`` the whole chain
-STAGES = ("corpus", "prepare", "train", "export", "convert", "preprocess", "infer")
+STAGES = ("corpus", "prepare", "train", "export", "precision", "convert", "preprocess", "infer")
+#: infer.batching modes (lstm_exp.data.batching.plan_batches)
+BATCHING_MODES = ("fixed", "longest", "sorted")
 SPLITS = ("dev", "test")
 
 
@@ -36,25 +38,45 @@ class SplitConfig:
 
 @dataclass
 class InferConfig:
-    """How batches are formed and timed."""
+    """How batches are formed (one planner: lstm_exp.data.batching.plan_batches) and timed."""
 
-    #: frames after skipping that every batch is padded to: 390 (the recipe's static shape) or
-    #: null (each batch's longest utterance)
+    #: fixed (every batch padded to pad_to frames, file order: the recipe) | longest (each batch
+    #: padded to its longest, file order) | sorted (length-sorted, padded to each batch's longest)
+    #: | null: fixed when pad_to is given or the backend's artefact has a static frame axis (acl),
+    #: else longest
+    batching: Optional[str] = None
+    #: frames every batch is padded to with batching=fixed; null: 390 (the recipe's), or the OM's frames
     pad_to: Optional[int] = None
-    #: untimed runs of the first batch before timing starts
+    #: untimed runs of the first batch after the cold start, before timing starts
     warmup: int = 3
+    #: timed passes over the split (decoding and scoring happen on the first only)
+    repeats: int = 1
+    #: keep adding timed passes until this many seconds of passes have run (0: repeats only)
+    min_seconds: float = 0.0
+    #: also run torch fp32 (CPU, or CUDA when the backend is on a GPU) on the same batches and log
+    #: parity_max_abs_diff (log-probs) and parity_per_delta
+    parity: bool = False
     #: evaluate only the first N utterances of the split (null: all)
     max_utterances: Optional[int] = None
     #: keep log-probs of every utterance as an .npz in the job folder
     save_log_probs: bool = False
 
     def __post_init__(self) -> None:
+        if self.batching is not None and self.batching not in BATCHING_MODES:
+            raise ConfigError(f"infer.batching={self.batching!r}: write one of {', '.join(BATCHING_MODES)}")
         if self.pad_to is not None and self.pad_to < 2:
             raise ConfigError(f"infer.pad_to={self.pad_to} is too small: write infer.pad_to=390 (recipe) or null (longest)")
         if self.pad_to is not None and self.pad_to % 2:
             raise ConfigError(f"infer.pad_to={self.pad_to} must be even (the recipe pads to an even length): write 390")
+        if self.pad_to is not None and self.batching in ("longest", "sorted"):
+            raise ConfigError(f"infer.pad_to={self.pad_to} is only used by infer.batching=fixed: remove it or write "
+                              "infer.batching=fixed")
         if self.warmup < 0:
             raise ConfigError(f"infer.warmup={self.warmup} must be >= 0")
+        if self.repeats < 1:
+            raise ConfigError(f"infer.repeats={self.repeats} must be >= 1 (timed passes over the split)")
+        if self.min_seconds < 0:
+            raise ConfigError(f"infer.min_seconds={self.min_seconds} must be >= 0")
         if self.max_utterances is not None and self.max_utterances < 1:
             raise ConfigError(f"infer.max_utterances={self.max_utterances} must be >= 1 or null (all)")
 
@@ -98,12 +120,25 @@ class ExperimentConfig:
             raise ConfigError(f"batch={self.batch} is impossible: write a batch size >= 1, e.g. batch=16")
         if self.stage != "all" and self.stage not in STAGES:
             raise ConfigError(f"stage={self.stage!r} is not a stage: write stage=all or one of {', '.join(STAGES)}")
-        backend_name = getattr(self.backend, "name", None)
-        if self.stage in ("convert", "preprocess") and backend_name != "acl":
-            raise ConfigError(f"stage={self.stage} is only part of backend=acl: add backend=acl")
-        if backend_name == "acl" and self.infer.pad_to not in (None, self.backend.atc.frames):
-            frames = self.backend.atc.frames
-            raise ConfigError(
-                f"infer.pad_to={self.infer.pad_to}: the OM's input has backend.atc.frames={frames} frames; "
-                f"write infer.pad_to={frames} or null"
-            )
+        from lstm_exp.backends.registry import plugin_for
+
+        plugin = plugin_for(getattr(self.backend, "name", ""))
+        backend_stages = ("corpus", "prepare", *plugin.stages(self.backend), *plugin.user_stages, "infer")
+        if self.stage != "all" and self.stage not in backend_stages:
+            raise ConfigError(f"stage={self.stage} is not a stage of backend={plugin.name} ({self.backend.variant()}): "
+                              f"write one of {', '.join(backend_stages)}")
+        plugin.export_shape(self.backend, self)  # refuses an export this backend cannot run
+        static = plugin.static_frames(self.backend)
+        infer = self.infer
+        if static is not None:
+            if infer.batching not in (None, "fixed"):
+                raise ConfigError(f"infer.batching={infer.batching}: backend={plugin.name}'s model has a static input of "
+                                  f"{static} frames: write infer.batching=fixed")
+            if infer.pad_to not in (None, static):
+                raise ConfigError(f"infer.pad_to={infer.pad_to}: the OM's input has backend.atc.frames={static} frames; "
+                                  f"write infer.pad_to={static} or null")
+            infer.batching, infer.pad_to = "fixed", static
+        elif infer.batching is None:
+            infer.batching = "fixed" if infer.pad_to is not None else "longest"
+        if infer.batching == "fixed" and infer.pad_to is None:
+            infer.pad_to = 390

@@ -64,16 +64,10 @@ def validate(cfg: DictConfig) -> Any:
 
 
 def preflight(exp: Any) -> None:
-    """Fail fast on what would otherwise fail after minutes of training."""
-    if exp.backend.name == "acl":
-        import importlib.util
+    """Fail fast on what would otherwise fail after minutes of training: the backend plugin's checks."""
+    from lstm_exp.backends.registry import plugin_for
 
-        if importlib.util.find_spec("acl") is None:
-            raise MissingDependencyError(
-                "backend=acl needs pyacl (the `acl` module of the Ascend CANN toolkit) and atc: install CANN, "
-                "then `source /usr/local/Ascend/ascend-toolkit/set_env.sh`; on a machine without an Ascend NPU use "
-                "backend=onnxruntime or backend=torch"
-            )
+    plugin_for(exp.backend.name).preflight(exp.backend)
 
 
 def _tracker(cfg: DictConfig) -> MlflowRun:

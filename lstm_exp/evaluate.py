@@ -1,26 +1,38 @@
 """Infer and score one split: batches -> backend -> log-probs -> decoder -> PER/CER + timings.
 
 The per-job part of an experiment (never cached: it is what a sweep measures).  Timing follows
-``lstm_exp.metrics.timing``: warm-up batches first (untimed), then for every batch the backend's
-model-only ``infer_ms`` and the caller's ``e2e_ms`` around ``Backend.run``; decoding is timed
-apart as ``decode_ms``.
+``lstm_exp.metrics.timing``:
+
+1. cold start: ``load(artifact)`` plus the first batch, timed together (``cold_start_ms``);
+2. ``warmup`` untimed runs of the first batch;
+3. timed passes over every batch of the split: ``repeats`` of them, more while the passes have
+   run less than ``min_seconds``.  The first pass also decodes and scores (and runs the parity
+   reference); later passes only re-run the model.  ``infer_ms`` (the backend's model-execute
+   time) and ``e2e_ms`` (around ``Backend.run``: numpy in, numpy out) cover every batch of every
+   timed pass.
+
+Batches come from the one planner, :func:`lstm_exp.data.batching.plan_batches`; results are
+keyed by utterance id, so per-utterance rows keep the split's order whatever the batching, and
+recipe-compatible scoring keeps the recipe's file order.
 """
 from __future__ import annotations
 
 import logging
+import resource
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 from tqdm import tqdm
 
 from lstm_exp.backends.base import Backend
-from lstm_exp.data.batching import Example, make_batches
+from lstm_exp.data.batching import Batch, Example, plan_batches
 from lstm_exp.errors import DataError
 from lstm_exp.metrics.errors import recipe_scores, score_utterances
-from lstm_exp.metrics.timing import latency_stats, throughput_stats
+from lstm_exp.metrics.timing import latency_stats, recipe_figures, throughput_stats
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +45,29 @@ class EvaluationResult:
     rows: list[dict]
     confusions: list[tuple[str, str, int]] = field(default_factory=list)
     log_probs: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+def host_peak_rss_mb() -> float:
+    """This process's peak resident set size so far, in MiB (ru_maxrss: KiB on Linux, bytes on macOS)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 2**10
+
+
+def _checked(backend: Backend, batch: Batch, log_probs: np.ndarray, classes: int) -> None:
+    if log_probs.ndim != 3 or log_probs.shape[1] != len(batch.ids) or log_probs.shape[2] != classes:
+        raise DataError(
+            f"backend {backend.name} returned log-probs of shape {log_probs.shape}; expected [T', {len(batch.ids)}, {classes}]"
+        )
+
+
+def _score(examples: Sequence[Example], units: Sequence[str], hyps: dict, batch_size: int,
+           recipe_leading_space: bool):
+    refs = {ex.utt_id: [units[i] for i in ex.labels] for ex in examples}
+    report = score_utterances(refs, hyps)
+    order = [ex.utt_id for ex in examples]  # the split's (the recipe's file) order
+    per_recipe, cer_recipe = recipe_scores([(u, refs[u]) for u in order], [(u, hyps[u]) for u in order], batch_size,
+                                           hyp_leading_space=recipe_leading_space)
+    return report, per_recipe, cer_recipe
 
 
 def evaluate(
@@ -48,50 +83,82 @@ def evaluate(
     keep_log_probs: bool = False,
     progress: bool = True,
     recipe_leading_space: bool = True,
+    *,
+    batching: Optional[str] = None,
+    repeats: int = 1,
+    min_seconds: float = 0.0,
+    artifact: Optional[Path] = None,
+    reference: Optional[Backend] = None,
 ) -> EvaluationResult:
     """Run every example through ``backend`` and ``decoder``; return metrics and rows.
 
     ``output_lengths`` maps input frames to valid output frames (the model's
     ``CTCModel.output_lengths``): log-probs beyond them are padding and are not decoded.
+    ``batching``: an ``infer.batching`` mode (None: fixed when ``pad_to`` is given, else longest).
+    ``artifact``: load it here, so that the cold start (load + first batch) is measured; None
+    when ``backend`` is loaded already.  ``reference``: a loaded backend (torch fp32) run on the
+    same batches in the first pass for ``parity_*``.
 
     ``recipe_leading_space``: the recipe's greedy decoder prefixes every hypothesis with a space
     (its beam decoder does not); ``cer_recipe`` reproduces that artefact when true."""
     if not examples:
         raise DataError("no utterances to evaluate")
-    batches = list(make_batches(examples, batch_size, pad_to=pad_to))
+    if repeats < 1:
+        raise ValueError(f"repeats={repeats} must be >= 1")
+    batching = batching or ("fixed" if pad_to else "longest")
+    batches = plan_batches(examples, batch_size, batching, pad_to=pad_to)
+    metrics: dict[str, float] = {}
+    if artifact is not None:
+        t0 = time.perf_counter()
+        backend.load(artifact)
+        backend.run(batches[0].x)
+        metrics["cold_start_ms"] = (time.perf_counter() - t0) * 1e3
     if warmup:
         backend.warmup(batches[0].x, warmup)
+
     infer_ms: list[float] = []
     e2e_ms: list[float] = []
     decode_ms: list[float] = []
     sizes: list[int] = []
     hyps: dict[str, list[str]] = {}
+    ref_hyps: dict[str, list[str]] = {}
     kept: dict[str, np.ndarray] = {}
-    for batch in tqdm(batches, desc=f"infer {backend.name} b{batch_size}", disable=not progress, unit="batch"):
-        t0 = time.perf_counter()
-        out = backend.run(batch.x)
-        e2e_ms.append((time.perf_counter() - t0) * 1e3)
-        infer_ms.append(out.infer_ms)
-        sizes.append(len(batch.ids))
-        log_probs = out.log_probs
-        if log_probs.ndim != 3 or log_probs.shape[1] != len(batch.ids) or log_probs.shape[2] != len(units):
-            raise DataError(
-                f"backend {backend.name} returned log-probs of shape {log_probs.shape}; expected [T', {len(batch.ids)}, {len(units)}]"
-            )
-        lengths = np.minimum(output_lengths(batch.lengths), log_probs.shape[0])
-        t1 = time.perf_counter()
-        decoded = decoder.decode(log_probs, lengths)
-        decode_ms.append((time.perf_counter() - t1) * 1e3)
-        for i, (utt, hyp) in enumerate(zip(batch.ids, decoded)):
-            hyps[utt] = list(hyp)
-            if keep_log_probs:
-                kept[utt] = np.array(log_probs[: lengths[i], i])
-    refs = {ex.utt_id: [units[i] for i in ex.labels] for ex in examples}
-    report = score_utterances(refs, hyps)
-    order = [ex.utt_id for ex in examples]
-    per_recipe, cer_recipe = recipe_scores([(u, refs[u]) for u in order], [(u, hyps[u]) for u in order], batch_size,
-                                         hyp_leading_space=recipe_leading_space)
-    metrics = {
+    parity_diff = 0.0
+    passes = 0
+    passes_started = time.perf_counter()
+    while passes < repeats or time.perf_counter() - passes_started < min_seconds:
+        first = passes == 0
+        desc = f"infer {backend.name} b{batch_size} pass {passes + 1}"
+        for batch in tqdm(batches, desc=desc, disable=not progress, unit="batch"):
+            t0 = time.perf_counter()
+            out = backend.run(batch.x)
+            e2e_ms.append((time.perf_counter() - t0) * 1e3)
+            infer_ms.append(out.infer_ms)
+            sizes.append(len(batch.ids))
+            if not first:
+                continue
+            log_probs = out.log_probs
+            _checked(backend, batch, log_probs, len(units))
+            lengths = np.minimum(output_lengths(batch.lengths), log_probs.shape[0])
+            t1 = time.perf_counter()
+            decoded = decoder.decode(log_probs, lengths)
+            decode_ms.append((time.perf_counter() - t1) * 1e3)
+            for i, (utt, hyp) in enumerate(zip(batch.ids, decoded)):
+                hyps[utt] = list(hyp)
+                if keep_log_probs:
+                    kept[utt] = np.array(log_probs[: lengths[i], i])
+            if reference is not None:
+                ref_lp = reference.run(batch.x).log_probs
+                _checked(reference, batch, ref_lp, len(units))
+                for i in range(len(batch.ids)):
+                    n = int(lengths[i])
+                    parity_diff = max(parity_diff, float(np.max(np.abs(log_probs[:n, i] - ref_lp[:n, i]))))
+                for utt, hyp in zip(batch.ids, decoder.decode(ref_lp, lengths)):
+                    ref_hyps[utt] = list(hyp)
+        passes += 1
+
+    report, per_recipe, cer_recipe = _score(examples, units, hyps, batch_size, recipe_leading_space)
+    metrics.update({
         "per": report.per,
         "cer": report.cer,
         "per_recipe": per_recipe,
@@ -102,14 +169,83 @@ def evaluate(
         "ref_phones": report.ref_phones,
         "utterances": len(examples),
         "batches": len(batches),
+        "timed_passes": passes,
+        "padded_frames": float(sum(b.x.shape[0] * b.x.shape[1] for b in batches)),
         "decode_ms_total": float(np.sum(decode_ms)),
-    }
+        "host_peak_rss_mb": host_peak_rss_mb(),
+    })
+    device_mem = backend.device_peak_mem_mb()
+    if device_mem is not None:
+        metrics["device_peak_mem_mb"] = device_mem
     metrics.update(latency_stats("infer_ms", infer_ms))
     metrics.update(latency_stats("e2e_ms", e2e_ms))
     metrics.update(latency_stats("decode_ms", decode_ms))
-    metrics.update(throughput_stats(infer_ms, sizes, audio_seconds))
+    metrics.update(throughput_stats(infer_ms, sizes, audio_seconds * passes))
+    metrics.update(recipe_figures(infer_ms, batch_size))
+    if reference is not None:
+        ref_report = score_utterances({ex.utt_id: [units[i] for i in ex.labels] for ex in examples}, ref_hyps)
+        metrics["parity_max_abs_diff"] = parity_diff
+        metrics["parity_per_delta"] = report.per - ref_report.per
+        metrics["parity_reference_per"] = ref_report.per
     confusions = [(ref, hyp, count) for (ref, hyp), count in report.top_confusions(10)]
     return EvaluationResult(metrics=metrics, rows=report.rows(), confusions=confusions, log_probs=kept)
+
+
+def evaluate_job(exp: Any, pipeline: Any) -> tuple[EvaluationResult, dict[str, str]]:
+    """One job's evaluation, asked of its backend plugin: the backend on the artefact its stages
+    wrote, the split's batches from ``infer.batching``, the timing plan of ``infer``, and (with
+    ``infer.parity``) torch fp32 on the same batches.  Returns the result and the run's tags
+    (``Backend.describe()`` plus variant, batching and what the stages recorded)."""
+    import torch
+
+    from lstm_exp.backends.registry import plugin_for
+    from lstm_exp.data.batching import load_split
+    from lstm_exp.decode import build_decoder
+
+    plugin = plugin_for(exp.backend.name)
+    artifact = pipeline.artifact()
+    prepared = pipeline.prepared_dir
+    units = pipeline.units
+    examples = load_split(prepared, exp.split.name, units, progress=exp.progress)
+    if exp.infer.max_utterances:
+        examples = examples[: exp.infer.max_utterances]
+    decoder = build_decoder(exp.decode, units, prepared / "lm_phone_bg.arpa")
+    fbank = exp.data.fbank
+    audio_s = audio_seconds_of(prepared, exp.split.name, [ex.utt_id for ex in examples],
+                               frame_shift_s=fbank.frame_shift_ms / 1e3, frame_length_s=fbank.frame_length_ms / 1e3)
+    backend = plugin.create(exp.backend)
+    reference = None
+    if exp.infer.parity:
+        from lstm_exp.backends.torch.backend import TorchBackend
+        from lstm_exp.backends.torch.config import TorchBackendConfig
+
+        on_gpu = exp.backend.variant().split("-")[1] in ("cuda", "tensorrt")
+        reference = TorchBackend(TorchBackendConfig(device="cuda" if on_gpu else "cpu", num_threads=0))
+    infer = exp.infer
+    with backend:
+        if reference is not None:
+            reference.load(pipeline.checkpoint)
+        result = evaluate(
+            backend, decoder, examples, units, exp.batch, infer.pad_to, infer.warmup, audio_s,
+            output_lengths=lambda frames: pipeline.model.output_lengths(torch.as_tensor(frames)).numpy(),
+            keep_log_probs=infer.save_log_probs, progress=exp.progress,
+            recipe_leading_space=exp.decode.type == "greedy",
+            batching=infer.batching, repeats=infer.repeats, min_seconds=infer.min_seconds,
+            artifact=artifact, reference=reference,
+        )
+        tags = {**backend.describe(), "variant": exp.backend.variant(), "batching": str(infer.batching),
+                "pad_to": str(infer.pad_to), "artifact": str(artifact)}
+    if reference is not None:
+        reference.close()
+    for stage, summary in pipeline.summaries.items():
+        for key in ("precision", "precision_mode"):
+            if key in summary:
+                tags[f"{stage}.{key}"] = str(summary[key])
+    precision = pipeline.summaries.get("precision", {})
+    result.metrics["audio_seconds"] = audio_s
+    if "max_abs_diff_vs_fp32" in precision:
+        result.metrics["precision_max_abs_diff"] = float(precision["max_abs_diff_vs_fp32"])
+    return result, tags
 
 
 def audio_seconds_of(prepared_dir: Path, split: str, utt_ids: Sequence[str], frame_shift_s: float = 0.010,

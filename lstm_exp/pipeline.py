@@ -8,9 +8,14 @@ writes (worker counts, progress bars) are left out of the keys.
     corpus   data.synth                         -> TIMIT-format tree (synth only)
     prepare  data (less workers) + corpus        -> Kaldi data dirs, fbank, CMVN, units, ARPA
     train    model + train (less resume) + prep  -> model.pt (or an external checkpoint, imported)
-    export   export + train                      -> model.onnx (dynamic axes), checked vs torch
-    convert  backend.atc + export + batch        -> model.om through ATC (backend=acl)
+    export   export + train                      -> model.onnx in the shape the backend plugin asks for
+                                                    (dynamic axes; acl: static [batch, frames, 243]), checked vs torch
+    precision backend.precision + export          -> model.onnx converted to fp16 / int8 (onnxruntime), checked vs fp32
+    convert  backend.atc + export                 -> model.om: ATC on the very ONNX the export stage checked (acl)
     preprocess split + batch + pad + prepare     -> the recipe's .bin batches + info file (acl)
+
+Which stages a job needs is the backend plugin's answer (``lstm_exp.backends.registry``), not
+a branch on its name here.
 """
 from __future__ import annotations
 
@@ -31,7 +36,8 @@ from lstm_exp.errors import ConfigError, DataError
 log = logging.getLogger(__name__)
 
 #: bump a stage's version when its code changes what it writes
-STAGE_VERSIONS = {"corpus": "1", "prepare": "1", "train": "1", "export": "1", "convert": "1", "preprocess": "1"}
+STAGE_VERSIONS = {"corpus": "1", "prepare": "1", "train": "1", "export": "2", "precision": "1", "convert": "2",
+                  "preprocess": "1"}
 
 
 def _plain(obj: Any) -> Any:
@@ -49,20 +55,18 @@ def _without(tree: dict, *keys: str) -> dict:
     return {k: v for k, v in tree.items() if k not in keys}
 
 
-def stages_needed(stage: str, backend_name: str) -> list[str]:
-    """The stages to run, in order, for ``stage=`` and the backend."""
-    needs = {
-        "torch": ["corpus", "prepare", "train", "infer"],
-        "onnxruntime": ["corpus", "prepare", "train", "export", "infer"],
-        "acl": ["corpus", "prepare", "train", "export", "convert", "infer"],
-    }[backend_name]
-    if stage == "all":
-        return needs
-    if stage == "preprocess":
-        return ["corpus", "prepare", "preprocess"]
-    chain = ["corpus", "prepare", "train", "export", "convert"]
-    if stage == "infer":
-        return needs
+def stages_needed(stage: str, backend_cfg: Any) -> list[str]:
+    """The stages to run, in order, for ``stage=`` and the backend (``infer``: a job's last step)."""
+    from lstm_exp.backends.registry import plugin_for
+
+    plugin = plugin_for(backend_cfg.name)
+    chain = ["corpus", "prepare", *plugin.stages(backend_cfg)]
+    if stage in ("all", "infer"):
+        return chain + ["infer"]
+    if stage in plugin.user_stages:  # e.g. acl's preprocess: from the prepared data
+        return ["corpus", "prepare", stage]
+    if stage not in chain:
+        raise ConfigError(f"stage={stage} is not a stage of backend={plugin.name}: write one of {', '.join(chain)}")
     return chain[: chain.index(stage) + 1]
 
 
@@ -179,58 +183,97 @@ class Pipeline:
 
     # -- export ----------------------------------------------------------------------------
     @cached_property
+    def export_shape(self):
+        from lstm_exp.backends.registry import plugin_for
+
+        return plugin_for(self.exp.backend.name).export_shape(self.exp.backend, self.exp)
+
+    @cached_property
     def onnx_path(self) -> Path:
         from lstm_exp.model.export import export_onnx, max_abs_diff_vs_torch
 
         export_cfg = self.exp.export
-        checkpoint = self.checkpoint
-        config = _plain(export_cfg)
+        shape = self.export_shape
+        checkpoint = self.checkpoint  # noqa: F841 - the train key is upstream of export
+        # only what shapes the written file is hashed (export.dynamic/batch/frames as the plugin resolved them)
+        config = {"opset": export_cfg.opset, "atol": export_cfg.atol, "shape": _plain(shape)}
 
         def build(tmp: Path) -> dict:
-            path = export_onnx(self.model, tmp / "model.onnx", opset=export_cfg.opset, batch=2,
-                               frames=export_cfg.frames, dynamic=True)
-            diff = max_abs_diff_vs_torch(path, self.model, self._verification_batches())
+            dynamic_batch = shape.dynamic or shape.dynamic_batch_only
+            path = export_onnx(self.model, tmp / "model.onnx", opset=export_cfg.opset, batch=shape.batch,
+                               frames=shape.frames, dynamic=shape.dynamic, dynamic_batch=dynamic_batch)
+            diff = max_abs_diff_vs_torch(path, self.model, self._verification_batches(shape))
             if diff > export_cfg.atol:
                 raise DataError(f"{path}: onnxruntime and torch differ by {diff:.3g} > export.atol={export_cfg.atol}")
-            return {"opset": export_cfg.opset, "max_abs_diff": diff, "dynamic": True}
+            return {"opset": export_cfg.opset, "max_abs_diff": diff, **_plain(shape)}
 
         return self._run("export", config, [self.keys["train"]], build) / "model.onnx"
 
-    def _verification_batches(self) -> list[np.ndarray]:
-        """Real batches of the dev split (two sizes, padded to the longest) for export checks."""
-        from lstm_exp.data.batching import load_split, make_batches
+    def _verification_batches(self, shape) -> list[np.ndarray]:
+        """Real dev batches in the shapes the export takes: two batch sizes padded to each batch's
+        longest (dynamic axes), or ``[batch, frames]`` batches of utterances that fit (static)."""
+        from lstm_exp.data.batching import load_split, plan_batches
 
-        examples = load_split(self.prepared_dir, "dev", self.units, progress=False)[:12]
-        return [b.x for b in make_batches(examples[:4], 4)] + [b.x for b in make_batches(examples[4:12], 8)]
+        examples = load_split(self.prepared_dir, "dev", self.units, progress=False)
+        if shape.dynamic:
+            examples = examples[:12]
+            return [b.x for b in plan_batches(examples[:4], 4, "longest")] + \
+                   [b.x for b in plan_batches(examples[4:12], 8, "longest")]
+        fitting = [ex for ex in examples if ex.feats.shape[0] <= shape.frames]
+        if not fitting:
+            raise DataError(f"no dev utterance fits {shape.frames} frames: raise backend.atc.frames")
+        sizes = [shape.batch] if not shape.dynamic_batch_only else sorted({1, shape.batch})
+        batches = []
+        for size in sizes:
+            group = [fitting[i % len(fitting)] for i in range(size)]
+            batches += [b.x for b in plan_batches(group, size, "fixed", pad_to=shape.frames)]
+        return batches
+
+    # -- precision (onnxruntime fp16 / int8) -------------------------------------------------
+    @cached_property
+    def precision_onnx_path(self) -> Path:
+        from lstm_exp.backends.onnxruntime.plugin import converted_precision
+        from lstm_exp.model.export import convert_precision, max_abs_diff_onnx
+
+        backend = self.exp.backend
+        precision = converted_precision(backend)
+        source = self.onnx_path
+        config = {"precision": precision}
+
+        def build(tmp: Path) -> dict:
+            path = convert_precision(source, tmp / "model.onnx", precision)
+            diff = max_abs_diff_onnx(path, source, self._verification_batches(self.export_shape),
+                                     providers=list(backend.providers))
+            if not np.isfinite(diff):
+                raise DataError(f"{path}: the {precision} model gives non-finite log-probs")
+            return {"precision": precision, "max_abs_diff_vs_fp32": diff}
+
+        return self._run("precision", config, [self.keys["export"]], build) / "model.onnx"
 
     # -- convert (acl) ---------------------------------------------------------------------
     @cached_property
     def om_path(self) -> Path:
         from lstm_exp.backends.acl.atc import convert_onnx_to_om, resolve_batch_spec
-        from lstm_exp.model.export import export_onnx
+        from lstm_exp.backends.acl.config import acl_precision
 
         atc_cfg = self.exp.backend.atc
         batch_spec = resolve_batch_spec(atc_cfg, self.exp.batch)
-        self.checkpoint  # noqa: B018 - the train key is upstream of convert
-        config = {"atc": _without(_plain(atc_cfg), "atc_path"), "batch": batch_spec, "opset": self.exp.export.opset}
+        onnx_path = self.onnx_path  # the static export, checked against torch
+        config = {"atc": _without(_plain(atc_cfg), "atc_path"), "batch": batch_spec}
 
         def build(tmp: Path) -> dict:
-            # A static OM needs the static [B, 390, 243] graph; gears need a dynamic batch axis
-            # (a traced fixed-batch graph bakes the batch into its Reshape constants).
-            gears = isinstance(batch_spec, list)
-            onnx_path = export_onnx(self.model, tmp / "model_for_atc.onnx", opset=self.exp.export.opset,
-                                    batch=max(batch_spec) if gears else batch_spec, frames=atc_cfg.frames,
-                                    dynamic=gears)
             om = convert_onnx_to_om(onnx_path, tmp, batch_spec, atc_cfg, stem="model")
-            return {"om": om.name, "batch": batch_spec}
+            mode, precision = acl_precision(atc_cfg)
+            return {"om": om.name, "batch": batch_spec, "precision_mode": mode, "precision": precision,
+                    "onnx": str(onnx_path)}
 
-        return self._run("convert", config, [self.keys["train"]], build) / "model.om"
+        return self._run("convert", config, [self.keys["export"]], build) / "model.om"
 
     # -- preprocess (acl) ------------------------------------------------------------------
     @cached_property
     def bin_info(self) -> Path:
         from lstm_exp.data.acl_inputs import write_bin_batches
-        from lstm_exp.data.batching import load_split, load_units, make_batches
+        from lstm_exp.data.batching import load_split, load_units, plan_batches
 
         pad_to = self.exp.infer.pad_to or 390
         config = {"split": self.exp.split.name, "batch": self.exp.batch, "pad_to": pad_to}
@@ -239,32 +282,29 @@ class Pipeline:
         def build(tmp: Path) -> dict:
             units = load_units(prepared / "units")
             examples = load_split(prepared, self.exp.split.name, units, progress=self.progress)
-            info = write_bin_batches(make_batches(examples, self.exp.batch, pad_to=pad_to), tmp)
+            info = write_bin_batches(plan_batches(examples, self.exp.batch, "fixed", pad_to=pad_to), tmp)
             return {"info": info.name, "utterances": len(examples)}
 
         out = self._run("preprocess", config, [self.keys["prepare"]], build)
         return out / self.summaries["preprocess"]["info"]
 
     # -- artefact for a backend ------------------------------------------------------------
-    def artifact_for(self, artifact_kind: str) -> Path:
-        return {"checkpoint": lambda: self.checkpoint, "onnx": lambda: self.onnx_path,
-                "om": lambda: self.om_path}[artifact_kind]()
+    def _stage_output(self, stage: str) -> Any:
+        return {"corpus": lambda: self.corpus_root, "prepare": lambda: self.prepared_dir,
+                "train": lambda: self.checkpoint, "export": lambda: self.onnx_path,
+                "precision": lambda: self.precision_onnx_path, "convert": lambda: self.om_path,
+                "preprocess": lambda: self.bin_info}[stage]()
+
+    def artifact(self) -> Path:
+        """The file the backend loads: the output of the last stage its plugin needs."""
+        stages = [s for s in stages_needed("all", self.exp.backend) if s != "infer"]
+        return self._stage_output(stages[-1])
 
     def run_until(self, stage: str) -> None:
         """Run (or find cached) every stage up to and including ``stage`` (not infer)."""
-        for name in stages_needed(stage, self.exp.backend.name):
-            if name == "corpus":
-                self.corpus_root
-            elif name == "prepare":
-                self.prepared_dir
-            elif name == "train":
-                self.checkpoint
-            elif name == "export":
-                self.onnx_path
-            elif name == "convert":
-                self.om_path
-            elif name == "preprocess":
-                self.bin_info
+        for name in stages_needed(stage, self.exp.backend):
+            if name != "infer":
+                self._stage_output(name)
 
     def describe(self) -> dict:
         return {"keys": dict(self.keys), "summaries": json.loads(json.dumps(self.summaries, default=str))}

@@ -11,8 +11,6 @@ from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
-import torch
-from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
 
 from lstm_exp.app import summary_lines, write_json
@@ -45,9 +43,7 @@ def _write_rows(path: Path, rows: list[dict]) -> None:
 
 def execute(exp: Any, cfg: DictConfig, job_dir: Path, tracker: MlflowRun) -> Optional[float]:
     """Run the stages ``exp.stage`` asks for; for ``all``/``infer`` also evaluate and report."""
-    from lstm_exp.data.batching import load_split
-    from lstm_exp.decode import build_decoder
-    from lstm_exp.evaluate import audio_seconds_of, evaluate
+    from lstm_exp.evaluate import evaluate_job
 
     pipeline = Pipeline(exp)
     if exp.stage not in ("all", "infer"):
@@ -57,31 +53,10 @@ def execute(exp: Any, cfg: DictConfig, job_dir: Path, tracker: MlflowRun) -> Opt
         print(f"lstm_exp: stage {exp.stage} done: {pipeline.describe()['keys']}")
         return None
 
-    backend_cls = get_class(exp.backend._target_)
-    backend = backend_cls(exp.backend)
-    artifact = pipeline.artifact_for(backend.artifact_kind)
-    prepared = pipeline.prepared_dir
-    units = pipeline.units
-    examples = load_split(prepared, exp.split.name, units, progress=exp.progress)
-    if exp.infer.max_utterances:
-        examples = examples[: exp.infer.max_utterances]
-    decoder = build_decoder(exp.decode, units, prepared / "lm_phone_bg.arpa")
-    pad_to = exp.infer.pad_to
-    if exp.backend.name == "acl":  # the OM has a static frame axis (checked against infer.pad_to at validation)
-        pad_to = exp.backend.atc.frames
-    fbank = exp.data.fbank
-    audio_s = audio_seconds_of(prepared, exp.split.name, [ex.utt_id for ex in examples],
-                               frame_shift_s=fbank.frame_shift_ms / 1e3, frame_length_s=fbank.frame_length_ms / 1e3)
-    with backend:
-        backend.load(artifact)
-        tracker.set_tags({**{f"cache.{k}": v for k, v in pipeline.keys.items()}, **backend.describe()})
-        result = evaluate(
-            backend, decoder, examples, units, exp.batch, pad_to, exp.infer.warmup, audio_s,
-            output_lengths=lambda frames: pipeline.model.output_lengths(torch.as_tensor(frames)).numpy(),
-            keep_log_probs=exp.infer.save_log_probs,
-            progress=exp.progress, recipe_leading_space=exp.decode.type == "greedy",
-        )
-    metrics = {**result.metrics, **_stage_metrics(pipeline), "audio_seconds": audio_s}
+    # issue 9: backend construction, artefact, batching, timing and parity belong to the plugin API
+    result, backend_tags = evaluate_job(exp, pipeline)
+    tracker.set_tags({**{f"cache.{k}": v for k, v in pipeline.keys.items()}, **backend_tags})
+    metrics = {**result.metrics, **_stage_metrics(pipeline)}
     tracker.log_metrics(metrics)
 
     OmegaConf.save(cfg, job_dir / "config.yaml", resolve=True)

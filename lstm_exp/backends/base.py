@@ -20,6 +20,7 @@ from __future__ import annotations
 import abc
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 
@@ -52,6 +53,10 @@ class Backend(abc.ABC):
         """Run ``iterations`` untimed batches so lazy initialisation is not measured."""
         for _ in range(iterations):
             self.run(x)
+
+    def device_peak_mem_mb(self) -> Optional[float]:
+        """Peak device memory since ``load`` in MiB, where the runtime reports it (else None)."""
+        return None
 
     def close(self) -> None:
         """Release sessions, device memory and contexts. Safe to call twice."""

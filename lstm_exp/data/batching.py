@@ -7,7 +7,16 @@ frame skip from ``meta.json``'s ``fbank`` entry, the recipe's 2 / 2 when absent)
 
 Batches keep the examples' order (the recipe batches in file order) unless asked to sort them,
 and are zero-padded either to a fixed frame count (the recipe's 390, one static shape for the
-NPU) or to the longest utterance of each batch.
+NPU) or to the longest utterance of each batch.  :func:`plan_batches` is the one planner every
+consumer uses (evaluation, the export check, the acl preprocess stage, benchmarks), with the
+three ``infer.batching`` modes:
+
+* ``fixed``: file order, every batch padded to ``pad_to`` frames (the recipe: 390);
+* ``longest``: file order, each batch padded to its longest utterance;
+* ``sorted``: utterances sorted by length (longest first), each batch padded to its longest.
+
+The reverse LSTM reads the padding, so the three modes give slightly different posteriors;
+callers keep per-utterance results keyed by utterance id, never by batch position.
 """
 
 from __future__ import annotations
@@ -220,6 +229,24 @@ def make_batches(examples: Sequence[Example], batch_size: int, pad_to: Optional[
     if sort_by_length:
         ordered.sort(key=lambda example: -example.feats.shape[0])
     return _batches(ordered, batch_size, pad_to, drop_last, dims.pop())
+
+
+#: infer.batching modes, see the module docstring
+BATCHING_MODES = ("fixed", "longest", "sorted")
+#: the recipe's (and a static OM's) frame count
+RECIPE_FRAMES = 390
+
+
+def plan_batches(examples: Sequence[Example], batch_size: int, batching: str = "longest",
+                 pad_to: Optional[int] = None) -> List[Batch]:
+    """The batches of ``examples`` for an ``infer.batching`` mode (see the module docstring).
+
+    ``pad_to`` is only read by ``fixed`` (``None`` there means the recipe's 390 frames)."""
+    if batching not in BATCHING_MODES:
+        raise ConfigError(f"infer.batching={batching!r}: write one of {', '.join(BATCHING_MODES)}")
+    if batching == "fixed":
+        return list(make_batches(examples, batch_size, pad_to=pad_to or RECIPE_FRAMES))
+    return list(make_batches(examples, batch_size, pad_to=None, sort_by_length=batching == "sorted"))
 
 
 def _is_count(value: object) -> bool:

@@ -5,15 +5,19 @@ The recipe exports at opset 11 with input ``actual_input_1 [B, 390, 243]`` and o
 Ascend's ATC does not take, so the legacy exporter is requested explicitly and the written
 file's opset is read back and checked.
 
-Two variants: ``dynamic=True`` (batch and time axes dynamic, for onnxruntime) and
-``dynamic=False`` (static ``[batch, frames, 243]``, for ATC).
+Three shapes: ``dynamic=True`` (batch and time axes dynamic, for onnxruntime),
+``dynamic=False`` (static ``[batch, frames, 243]``, for ATC's static OM) and ``dynamic=False,
+dynamic_batch=True`` (only the batch axis dynamic, for an OM with batch gears).
+
+:func:`convert_precision` derives onnxruntime's fp16 model (float16 weights and compute,
+float32 input/output) and int8 model (onnxruntime's dynamic quantization) from the export.
 """
 
 from __future__ import annotations
 
 import warnings
 from pathlib import Path
-from typing import Iterable, Union
+from typing import Iterable, Sequence, Union
 
 import numpy as np
 import torch
@@ -41,7 +45,7 @@ def onnx_opset(path: Union[str, Path]) -> int:
 
 
 def export_onnx(model: CTCModel, path: Union[str, Path], opset: int = 11, batch: int = 16,
-                frames: int = 390, dynamic: bool = True) -> Path:
+                frames: int = 390, dynamic: bool = True, dynamic_batch: bool | None = None) -> Path:
     """Write ``model`` to ``path`` as ONNX at ``opset``; returns the path.
 
     ``batch``/``frames`` shape the example input (and the static variant's input shape).
@@ -60,6 +64,8 @@ def export_onnx(model: CTCModel, path: Union[str, Path], opset: int = 11, batch:
     if dynamic:
         dynamic_axes = {INPUT_NAME: {0: "batch", 1: "frames"},
                         OUTPUT_NAME: {0: "out_frames", 1: "batch"}}
+    elif dynamic_batch:
+        dynamic_axes = {INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {1: "batch"}}
     try:
         with torch.no_grad(), warnings.catch_warnings():
             # Tracing nn.LSTM warns about its Python-side hidden-size check and the legacy
@@ -103,4 +109,46 @@ def max_abs_diff_vs_torch(onnx_path: Union[str, Path], model: CTCModel,
                 worst = max(worst, float(np.max(np.abs(got - want))))
     finally:
         model.train(was_training)
+    return worst
+
+
+#: precisions :func:`convert_precision` writes
+CONVERTED_PRECISIONS = ("fp16", "int8")
+
+
+def convert_precision(source: Union[str, Path], path: Union[str, Path], precision: str) -> Path:
+    """Write ``source`` (an fp32 export) as ``precision``: ``fp16`` (float16 weights and compute,
+    float32 input/output, onnxruntime.transformers.float16) or ``int8`` (onnxruntime's dynamic
+    quantization: int8 weights, activations quantized per batch at run time; CPU)."""
+    import onnx
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if precision == "fp16":
+        from onnxruntime.transformers.float16 import convert_float_to_float16
+
+        model = convert_float_to_float16(onnx.load(str(source)), keep_io_types=True)
+        onnx.save(model, str(path))
+    elif precision == "int8":
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+
+        quantize_dynamic(str(source), str(path), weight_type=QuantType.QInt8)
+    else:
+        raise ConfigError(f"precision={precision!r}: write one of {', '.join(CONVERTED_PRECISIONS)}")
+    return path
+
+
+def max_abs_diff_onnx(onnx_path: Union[str, Path], reference_path: Union[str, Path],
+                      batches: Iterable[np.ndarray], providers: Sequence[str] = ("CPUExecutionProvider",)) -> float:
+    """Largest |onnx_path - reference_path| over the outputs for ``batches`` (both on ``providers``)."""
+    import onnxruntime as ort
+
+    got_session = ort.InferenceSession(str(onnx_path), providers=list(providers))
+    want_session = ort.InferenceSession(str(reference_path), providers=list(providers))
+    worst = 0.0
+    for batch in batches:
+        x = np.ascontiguousarray(batch, dtype=np.float32)
+        got = got_session.run([OUTPUT_NAME], {INPUT_NAME: x})[0].astype(np.float32)
+        want = want_session.run([OUTPUT_NAME], {INPUT_NAME: x})[0]
+        worst = max(worst, float(np.max(np.abs(got - want))))
     return worst

@@ -1,0 +1,44 @@
+"""The acl backend's plugin declaration: the static ONNX export (checked against torch), then
+ATC's ``convert`` to an OM; ``preprocess`` (the recipe's .bin batches) on request."""
+from __future__ import annotations
+
+import importlib.util
+from typing import Any, Optional
+
+from lstm_exp.backends.acl.config import AclBackendConfig
+from lstm_exp.backends.plugin import BackendPlugin, ExportShape
+from lstm_exp.errors import MissingDependencyError
+
+
+class AclPlugin(BackendPlugin):
+    name = "acl"
+    config_class = AclBackendConfig
+    backend_class = "lstm_exp.backends.acl.backend.AclBackend"
+    user_stages = ("preprocess",)
+
+    def stages(self, cfg: Any) -> list[str]:
+        return ["train", "export", "convert"]
+
+    def export_shape(self, cfg: Any, exp: Any) -> ExportShape:
+        """A static ``[batch, atc.frames, 243]`` ONNX; with batch gears a dynamic batch axis only
+        (a traced fixed-batch graph bakes the batch into its Reshape constants)."""
+        from lstm_exp.backends.acl.atc import resolve_batch_spec
+
+        spec = resolve_batch_spec(cfg.atc, exp.batch)
+        gears = isinstance(spec, list)
+        return ExportShape(dynamic=False, batch=max(spec) if gears else int(spec), frames=cfg.atc.frames,
+                           dynamic_batch_only=gears)
+
+    def static_frames(self, cfg: Any) -> Optional[int]:
+        return cfg.atc.frames
+
+    def preflight(self, cfg: Any) -> None:
+        if importlib.util.find_spec("acl") is None:
+            raise MissingDependencyError(
+                "backend=acl needs pyacl (the `acl` module of the Ascend CANN toolkit) and atc: install CANN, "
+                "then `source /usr/local/Ascend/ascend-toolkit/set_env.sh`; on a machine without an Ascend NPU use "
+                "backend=onnxruntime or backend=torch"
+            )
+
+
+PLUGIN = AclPlugin()

@@ -1,0 +1,57 @@
+"""The onnxruntime backend's plugin declaration: the ONNX export, plus the ``precision`` stage
+(fp16 conversion or int8 dynamic quantization, cached by precision) when not fp32."""
+from __future__ import annotations
+
+import importlib.util
+from typing import Any
+
+from lstm_exp.backends.onnxruntime.config import ORT_PROVIDER_PACKAGES, OnnxRuntimeBackendConfig
+from lstm_exp.backends.plugin import BackendPlugin, ExportShape
+from lstm_exp.errors import ConfigError, MissingDependencyError
+
+
+def converted_precision(cfg: Any) -> str | None:
+    """The precision the ``precision`` stage converts the export to, or None (the fp32 export).
+
+    CANN takes the fp32 model and its own precision_mode; everyone else gets a converted model."""
+    if cfg.precision == "fp32" or cfg.device == "cann":
+        return None
+    return cfg.precision
+
+
+def check_providers(cfg: Any) -> list[str]:
+    """The available providers; a missing one asked for is a one-line error (never a CPU fall-back)."""
+    if importlib.util.find_spec("onnxruntime") is None:
+        raise MissingDependencyError(
+            "backend=onnxruntime needs onnxruntime: pip install -e '.[cpu]' (or '.[gpu]' for onnxruntime-gpu)")
+    import onnxruntime
+
+    available = onnxruntime.get_available_providers()
+    missing = [p for p in cfg.providers if p not in available]
+    if missing:
+        raise MissingDependencyError(
+            f"backend.providers: {', '.join(missing)} not available in this onnxruntime {onnxruntime.__version__} build "
+            f"(available: {', '.join(available)}); install {ORT_PROVIDER_PACKAGES[missing[0]]}")
+    return available
+
+
+class OnnxRuntimePlugin(BackendPlugin):
+    name = "onnxruntime"
+    config_class = OnnxRuntimeBackendConfig
+    backend_class = "lstm_exp.backends.onnxruntime.backend.OnnxRuntimeBackend"
+
+    def stages(self, cfg: Any) -> list[str]:
+        return ["train", "export"] + (["precision"] if converted_precision(cfg) else [])
+
+    def export_shape(self, cfg: Any, exp: Any) -> ExportShape:
+        export = exp.export
+        if not export.dynamic:
+            raise ConfigError("export.dynamic=false writes the static ONNX that backend=acl converts; onnxruntime "
+                              "runs the dynamic export: remove export.dynamic=false")
+        return ExportShape(dynamic=True, batch=export.batch, frames=export.frames)
+
+    def preflight(self, cfg: Any) -> None:
+        check_providers(cfg)
+
+
+PLUGIN = OnnxRuntimePlugin()
