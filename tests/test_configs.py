@@ -75,6 +75,11 @@ def test_default_config_is_the_embedded_experiment(compose_config):
         ("split.name=train", "split=dev"),
         ("backend=acl infer.pad_to=400", "backend.atc.frames=390"),
         ("model.hidden=null", "model.hidden: null is only allowed with model.checkpoint"),
+        ("infer.batching=bucket", "write one of fixed, longest, sorted"),
+        ("infer.batching=sorted infer.pad_to=390", "only used by infer.batching=fixed"),
+        ("infer.repeats=0", "infer.repeats=0"),
+        ("backend=acl infer.batching=longest", "write infer.batching=fixed"),
+        ("backend.precision=fp16", "onnxruntime variants: "),
     ],
 )
 def test_impossible_values_are_refused_with_a_clear_message(compose_config, override, needle):
@@ -101,3 +106,16 @@ def test_timit_without_root_says_what_to_write(compose_config):
     with pytest.raises(ConfigError) as err:
         validate(cfg)
     assert "data.root" in str(err.value)
+
+
+@pytest.mark.parametrize("overrides,batching,pad_to", [
+    ([], "longest", None),
+    (["infer.pad_to=390"], "fixed", 390),
+    (["infer.batching=fixed"], "fixed", 390),
+    (["infer.batching=fixed", "infer.pad_to=400"], "fixed", 400),
+    (["infer.batching=sorted"], "sorted", None),
+    (["backend=acl"], "fixed", 390),
+])
+def test_batching_resolves_to_one_mode(compose_config, overrides, batching, pad_to):
+    exp = validate(compose_config(*overrides))
+    assert (exp.infer.batching, exp.infer.pad_to) == (batching, pad_to)

@@ -131,3 +131,20 @@ def test_make_batches_too_long_and_bad_arguments():
         make_batches(examples, batch_size=0)
     with pytest.raises(ConfigError, match="pad_to=-1"):
         make_batches(examples, batch_size=1, pad_to=-1)
+
+
+def test_plan_batches_modes():
+    from lstm_exp.data.batching import plan_batches
+
+    examples = make_examples([3, 5, 2, 4, 1])
+    fixed = plan_batches(examples, 2, "fixed", pad_to=6)
+    assert [b.ids for b in fixed] == [["utt0", "utt1"], ["utt2", "utt3"], ["utt4"]]
+    assert all(b.x.shape[1] == 6 for b in fixed)
+    assert all(b.x.shape[1] == 390 for b in plan_batches(examples, 2, "fixed"))  # the recipe's default
+    longest = plan_batches(examples, 2, "longest")
+    assert [b.x.shape[1] for b in longest] == [5, 4, 1]
+    ordered = plan_batches(examples, 2, "sorted")
+    assert [b.ids for b in ordered] == [["utt1", "utt3"], ["utt0", "utt2"], ["utt4"]]
+    assert [b.x.shape[1] for b in ordered] == [5, 3, 1]
+    with pytest.raises(ConfigError, match="infer.batching='bucket'"):
+        plan_batches(examples, 2, "bucket")

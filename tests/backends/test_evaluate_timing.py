@@ -1,0 +1,149 @@
+"""Timing and parity in lstm_exp.evaluate on a backend with a known delay: the statistics are
+checked against the times the backend reports (never against wall-clock bounds that flake),
+decoding happens once, passes and the cold start are counted, parity is logged."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lstm_exp.backends.base import Backend, RunOutput
+from lstm_exp.data.batching import Example
+from lstm_exp.evaluate import evaluate
+
+UNITS = ["blank", "UNK", "a", "b"]
+LOAD_S = 0.02
+
+
+class KnownDelayBackend(Backend):
+    """Sleeps ``delay_ms`` per batch and reports exactly that as its model time; log-probs that
+    spell each utterance's label (plus ``offset``) so that PER is known."""
+
+    name = "known-delay"
+
+    def __init__(self, delay_ms: float, offset: float = 0.0, labels_by_first_value=None) -> None:
+        self.delay_ms, self.offset = delay_ms, offset
+        self.labels = labels_by_first_value or {}
+        self.runs, self.loaded = 0, False
+
+    def load(self, artifact: Path) -> None:
+        time.sleep(LOAD_S)
+        self.loaded = True
+
+    def run(self, x: np.ndarray) -> RunOutput:
+        assert self.loaded
+        self.runs += 1
+        time.sleep(self.delay_ms / 1e3)
+        frames = x.shape[1]
+        out = np.full((frames, x.shape[0], len(UNITS)), -10.0, dtype=np.float32)
+        out[:, :, 0] = 0.0  # blank everywhere ...
+        for row in range(x.shape[0]):
+            label = self.labels.get(int(x[row, 0, 0]), [])
+            for t, unit in enumerate(label):  # ... except the label, one frame each, blank between
+                out[2 * t, row, :] = -10.0
+                out[2 * t, row, unit] = 0.0
+        return RunOutput(log_probs=out + self.offset, infer_ms=self.delay_ms)
+
+    def device_peak_mem_mb(self):
+        return 12.5
+
+
+class CountingGreedy:
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def decode(self, log_probs, lengths):
+        self.calls += 1
+        best = log_probs.argmax(-1)
+        hyps = []
+        for row, n in enumerate(lengths):
+            seq, prev = [], 0
+            for unit in best[:n, row]:
+                if unit != prev and unit != 0:
+                    seq.append(UNITS[unit])
+                prev = unit
+            hyps.append(seq)
+        return hyps
+
+
+def _examples(lengths):
+    examples = []
+    for i, n in enumerate(lengths):
+        feats = np.zeros((n, 3), dtype=np.float32)
+        feats[0, 0] = i + 1
+        examples.append(Example(f"utt{i:02d}", feats, np.array([2, 3] if i % 2 else [3], dtype=np.int64)))
+    return examples
+
+
+def _labels(examples):
+    return {i + 1: list(ex.labels) for i, ex in enumerate(examples)}
+
+
+def _run(backend, examples, **kwargs):
+    decoder = CountingGreedy()
+    defaults = dict(batch_size=4, pad_to=None, warmup=2, audio_seconds=10.0, output_lengths=lambda f: np.asarray(f),
+                    progress=False, artifact=Path("model.bin"))
+    defaults.update(kwargs)
+    result = evaluate(backend, decoder, examples, UNITS, defaults.pop("batch_size"), defaults.pop("pad_to"),
+                      defaults.pop("warmup"), defaults.pop("audio_seconds"), **defaults)
+    return result, decoder
+
+
+def test_stats_come_from_every_timed_pass_and_decoding_happens_once(tmp_path):
+    examples = _examples([6, 9, 4, 7, 8, 5, 6, 10, 4, 6])  # 3 batches of 4, 4, 2
+    backend = KnownDelayBackend(delay_ms=3.0, labels_by_first_value=_labels(_examples([6, 9, 4, 7, 8, 5, 6, 10, 4, 6])))
+    result, decoder = _run(backend, examples, repeats=4)
+    m = result.metrics
+    assert backend.runs == 1 + 2 + 4 * 3  # cold-start batch, warm-ups, 4 timed passes of 3 batches
+    assert decoder.calls == 3  # the first pass only
+    assert m["timed_passes"] == 4 and m["batches"] == 3
+    assert m["infer_ms_mean"] == pytest.approx(3.0) and m["infer_ms_p50"] == pytest.approx(3.0)
+    assert m["infer_ms_p99"] == pytest.approx(3.0) and m["infer_ms_std"] == pytest.approx(0.0)
+    assert m["recipe_ms_per_batch"] == pytest.approx(3.0)
+    assert m["recipe_utt_s"] == pytest.approx(1000.0 / 3.0 * 4)  # the guide's formula, nominal batch
+    assert m["throughput_utt_s"] == pytest.approx(10 * 4 / (12 * 3.0 / 1e3))  # real utterances / model time
+    assert m["rtf"] == pytest.approx(12 * 3.0 / 1e3 / (10.0 * 4))
+    assert m["e2e_ms_min"] >= 3.0  # sleeps last at least their time
+    assert m["cold_start_ms"] >= LOAD_S * 1e3 + 3.0
+    assert m["device_peak_mem_mb"] == 12.5 and m["host_peak_rss_mb"] > 0
+    assert m["per"] == 0.0  # the backend spells every label
+    assert [row["utt_id"] for row in result.rows] == [ex.utt_id for ex in examples]
+
+
+def test_min_seconds_adds_passes_beyond_repeats():
+    examples = _examples([4, 4, 4, 4])
+    backend = KnownDelayBackend(delay_ms=5.0, labels_by_first_value=_labels(examples))
+    result, decoder = _run(backend, examples, warmup=0, repeats=1, min_seconds=0.05)
+    assert result.metrics["timed_passes"] > 1  # one pass takes ~5 ms
+    assert result.metrics["infer_ms_mean"] == pytest.approx(5.0)
+    assert decoder.calls == 1
+
+
+@pytest.mark.parametrize("batching", ["fixed", "longest", "sorted"])
+def test_every_batching_mode_keeps_the_split_order(batching):
+    lengths = [6, 12, 4, 7, 8, 3, 6, 10, 4]
+    examples = _examples(lengths)
+    backend = KnownDelayBackend(delay_ms=0.0, labels_by_first_value=_labels(examples))
+    result, _ = _run(backend, examples, batching=batching, pad_to=20 if batching == "fixed" else None, warmup=0)
+    assert [row["utt_id"] for row in result.rows] == [ex.utt_id for ex in examples]
+    assert result.metrics["per"] == 0.0
+    # batches of 4, 4, 1: fixed pads all to 20; longest pads [6,12,4,7] [8,3,6,10] [4]; sorted [12,10,8,7] [6,6,4,4] [3]
+    padded = {"fixed": 9 * 20, "longest": 4 * 12 + 4 * 10 + 1 * 4, "sorted": 4 * 12 + 4 * 6 + 1 * 3}[batching]
+    assert result.metrics["padded_frames"] == padded
+
+
+def test_parity_against_a_reference_backend_is_logged():
+    examples = _examples([6, 9, 4, 7, 8])
+    labels = _labels(examples)
+    backend = KnownDelayBackend(delay_ms=0.0, offset=0.25, labels_by_first_value=labels)
+    wrong = {k: [3] for k in labels}  # the reference says "b" for every utterance
+    reference = KnownDelayBackend(delay_ms=0.0, labels_by_first_value=wrong)
+    reference.load(Path("unused"))
+    result, _ = _run(backend, examples, warmup=0, reference=reference)
+    m = result.metrics
+    assert m["parity_max_abs_diff"] == pytest.approx(10.25)  # -10 vs 0 where the labels differ, plus the offset
+    assert m["per"] == 0.0 and m["parity_reference_per"] > 0
+    assert m["parity_per_delta"] == pytest.approx(-m["parity_reference_per"])
+    assert reference.runs == 2  # the first pass's batches, nothing else
