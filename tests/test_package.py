@@ -148,7 +148,7 @@ def test_users_own_config_groups_and_presets_without_editing_the_package(install
     (mine / "experiment" / "my_preset.yaml").write_text("# @package _global_\ndefaults:\n  - smoke\n\nbatch: 3\n")
 
     # --config-dir: a new option of an existing group
-    job = _run(["lstm-exp", "--config-dir", str(mine), "model=tiny", "--cfg", "job"], cwd=work, env=env).stdout
+    job = _run(["lstm-exp", "--config-dir", "my_configs", "model=tiny", "--cfg", "job"], cwd=work, env=env).stdout
     assert "name: tiny" in job and "hidden: 8" in job
     # hydra.searchpath: a preset built on a shipped one
     job = _run(["lstm-exp", f"hydra.searchpath=[file://{mine}]", "experiment=my_preset", "--cfg", "job"],
