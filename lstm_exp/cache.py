@@ -15,6 +15,8 @@ run simply recomputes it.  docs/RELIABILITY.md lists what happens when things go
   reported with a warning naming the lock file.
 * Leftovers of an interrupted build of the same entry (``.tmp-<key>-*``, ``.stale-<key>-*``) are
   removed under the lock before the next build, so they are never reused and never pile up.
+* A file system that cannot lock (``ENOLCK``, some network or FUSE mounts) stops with
+  :class:`CacheLockError`, one line naming the lock file, instead of running unlocked.
 * A full disk (``ENOSPC``/``EDQUOT``) while a stage writes removes the partial entry and raises
   :class:`CacheDiskFullError`, one line naming the entry; earlier entries are untouched.
 * ``force`` rebuilds into a temporary folder too; the old entry is replaced only once the new one
@@ -47,6 +49,7 @@ log = logging.getLogger(__name__)
 
 MANIFEST = "_stage.json"
 DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+NO_LOCKS = (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS)
 
 #: one in-process lock per lock file: POSIX record locks do not exclude threads of one process,
 #: and closing any descriptor of the file would drop the process's lock
@@ -56,6 +59,10 @@ _THREAD_LOCKS_GUARD = threading.Lock()
 
 class CacheDiskFullError(LstmExpError):
     """The disk filled up while a stage wrote its cache entry."""
+
+
+class CacheLockError(LstmExpError):
+    """The file system of the cache cannot lock files."""
 
 
 def _canonical(obj: Any) -> str:
@@ -145,12 +152,20 @@ class StageCache:
             fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o666)
             try:
                 try:
-                    fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    try:
+                        fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    except OSError as exc:
+                        if exc.errno not in (errno.EACCES, errno.EAGAIN):
+                            raise
+                        log.info("%s: waiting for the lock %s, held by %s", stage, lock_path, _describe(_read_holder(fd)))
+                        fcntl.lockf(fd, fcntl.LOCK_EX)
                 except OSError as exc:
-                    if exc.errno not in (errno.EACCES, errno.EAGAIN):
+                    if exc.errno not in NO_LOCKS:
                         raise
-                    log.info("%s: waiting for the lock %s, held by %s", stage, lock_path, _describe(_read_holder(fd)))
-                    fcntl.lockf(fd, fcntl.LOCK_EX)
+                    raise CacheLockError(
+                        f"cannot lock {lock_path} ({exc.strerror}): the file system of paths.cache_dir does not "
+                        f"support file locks; set paths.cache_dir to a folder on a local disk"
+                    ) from exc
                 left = _read_holder(fd)
                 if left:  # a clean release empties the file: its holder died holding the lock
                     here = left.get("host") == socket.gethostname()

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from lstm_exp.cache import MANIFEST, CacheDiskFullError, StageCache
+from lstm_exp import cache as cache_module
+from lstm_exp.cache import MANIFEST, CacheDiskFullError, CacheLockError, StageCache
 from lstm_exp.errors import LstmExpError
 
 CHECKOUT = Path(__file__).resolve().parent.parent
@@ -167,6 +168,20 @@ def test_a_full_disk_removes_the_partial_entry_and_names_it(tmp_path):
         assert "no space left" in message and str(tmp_path / "s" / key) in message
         assert not (tmp_path / "s" / key).exists() and _leftovers(tmp_path / "s") == []
     assert (earlier / "a").read_text() == "A" and (earlier / MANIFEST).is_file()
+
+
+def test_a_file_system_without_locks_stops_with_one_line_naming_the_lock(tmp_path, monkeypatch):
+    def no_locks(fd, operation):
+        raise OSError(errno.ENOLCK, os.strerror(errno.ENOLCK))
+
+    monkeypatch.setattr(cache_module.fcntl, "lockf", no_locks)
+    cache = StageCache(tmp_path)
+    key = cache.key("s", {}, [])
+    with pytest.raises(CacheLockError) as err:
+        cache.run("s", key, lambda out: (out / "v").write_text("1"))
+    assert isinstance(err.value, LstmExpError) and "\n" not in str(err.value)
+    assert str(cache.lock_path("s", key)) in str(err.value) and "paths.cache_dir" in str(err.value)
+    assert not cache.path("s", key).exists()
 
 
 def test_threads_of_one_process_racing_for_one_entry_build_it_once(tmp_path):

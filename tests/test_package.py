@@ -21,8 +21,7 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("espeakng_loader")  # the smoke experiment synthesises its corpus
-pytest.importorskip("build")  # the `test` extra
+from lstm_exp import config_path
 
 CHECKOUT = Path(__file__).resolve().parent.parent
 CONFIGS = sorted(p.relative_to(CHECKOUT / "configs").as_posix() for p in (CHECKOUT / "configs").rglob("*.yaml"))
@@ -57,6 +56,8 @@ def _dependencies_without_the_project(dest: Path) -> Path:
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory):
     """(dist folder, venv, env for subprocesses) with the wheel installed into a fresh venv."""
+    pytest.importorskip("espeakng_loader")  # the smoke experiment synthesises its corpus
+    pytest.importorskip("build")  # the `test` extra
     root = tmp_path_factory.mktemp("package")
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "MLFLOW_TRACKING_URI")}
 
@@ -86,6 +87,18 @@ def _empty_dir(tmp_path: Path) -> Path:
     work.mkdir()
     assert CHECKOUT not in work.parents and work != CHECKOUT
     return work
+
+
+def test_config_dir_is_the_checkouts_or_says_where_it_looked(tmp_path, monkeypatch):
+    assert config_path.config_dir() == CHECKOUT / "configs"  # this checkout (no lstm_exp/configs in it)
+    package = tmp_path / "site-packages" / "lstm_exp"
+    (package / "configs").mkdir(parents=True)
+    monkeypatch.setattr(config_path, "PACKAGE_DIR", package)
+    with pytest.raises(RuntimeError, match="lstm_exp's configs are missing") as err:
+        config_path.config_dir()
+    assert str(package / "configs") in str(err.value) and str(tmp_path / "site-packages" / "configs") in str(err.value)
+    (package / "configs" / "config.yaml").write_text("batch: 1\n")
+    assert config_path.config_dir() == package / "configs"  # an installed wheel's
 
 
 def test_sdist_and_wheel_carry_configs_resources_and_licences(installed):
