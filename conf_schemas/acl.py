@@ -7,7 +7,7 @@ it.  Both check every value in ``__post_init__`` and report all faults at once.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import List
+from typing import List, Optional
 
 from lstm_exp.errors import ConfigError
 
@@ -23,11 +23,32 @@ ATC_MANAGED_FLAGS = (
     "--soc_version",
     "--dynamic_batch_size",
     "--log",
+    "--precision_mode",
+    "--precision_mode_v2",
 )
 #: aclrtMalloc policies: 0 huge pages first, 1 huge pages only, 2 normal pages only
 ACL_MALLOC_POLICIES = (0, 1, 2)
-#: ATC accepts between 2 and 100 gears for --dynamic_batch_size
+#: ATC accepts between 2 and 100 gears for --dynamic_batch_size, each at most 2048
 MIN_GEARS, MAX_GEARS = 2, 100
+MAX_GEAR_SIZE = 2048
+#: atc --precision_mode values (CANN 5.x - 8.x)
+PRECISION_MODES = (
+    "force_fp16",
+    "force_fp32",
+    "allow_fp32_to_fp16",
+    "must_keep_origin_dtype",
+    "allow_mix_precision",
+    "allow_mix_precision_fp16",
+    "allow_mix_precision_bf16",
+    "allow_fp32_to_bf16",
+    "cube_fp16in_fp32out",
+)
+#: atc --precision_mode_v2 values (newer CANN; never together with --precision_mode)
+PRECISION_MODES_V2 = ("fp16", "origin", "cube_fp16in_fp32out", "mixed_float16", "mixed_bfloat16", "cube_hif8", "mixed_hif8")
+#: what atc does for an inference OM when neither flag is given (Ascend 310 / 310P)
+ATC_DEFAULT_PRECISION = "force_fp16"
+#: inference runtimes for backend=acl
+ACL_RUNTIMES = ("pyacl", "ais_bench")
 
 
 #: ATC --precision_mode values -> the precision a variant names; ATC's default on Ascend310 is force_fp16
@@ -72,7 +93,13 @@ class AtcConfig:
     frames: int = 390
     #: atc --log level: debug | info | warning | error | null
     log: str = "info"
-    #: further atc arguments, e.g. ["--precision_mode=allow_fp32_to_fp16"]
+    #: atc --precision_mode: null = not passed, i.e. ATC's default force_fp16 (fp16 arithmetic:
+    #: the guide's accuracy is an fp16 accuracy); force_fp32 keeps fp32 where the chip can
+    precision_mode: Optional[str] = None
+    #: atc --precision_mode_v2 (newer CANN: fp16 | origin | mixed_float16 ...); refused together
+    #: with precision_mode
+    precision_mode_v2: Optional[str] = None
+    #: further atc arguments, e.g. ["--op_select_implmode=high_precision"]
     extra_args: List[str] = field(default_factory=list)
     #: the atc executable (name looked up on PATH, or a path)
     atc_path: str = "atc"
@@ -87,9 +114,15 @@ class AtcConfig:
             faults.append(f"atc.log: {self.log!r} is not an atc log level: write one of {', '.join(ATC_LOG_LEVELS)}")
         if not self.atc_path.strip():
             faults.append("atc.atc_path: empty: write atc (looked up on PATH) or the full path of the atc executable")
-        bad_gears = [g for g in self.batch_gears if g < 1]
+        bad_gears = [g for g in self.batch_gears if not 1 <= g <= MAX_GEAR_SIZE]
         if bad_gears:
-            faults.append(f"atc.batch_gears: {bad_gears} are not batch sizes: write positive integers, e.g. [1,4,8,16,32]")
+            faults.append(f"atc.batch_gears: {bad_gears} are not batch sizes atc takes: write integers from 1 to {MAX_GEAR_SIZE}, e.g. [1,4,8,16,32]")
+        if self.precision_mode is not None and self.precision_mode not in PRECISION_MODES:
+            faults.append(f"atc.precision_mode: {self.precision_mode!r} is not an atc precision mode: write one of {', '.join(PRECISION_MODES)} (or null for ATC's default {ATC_DEFAULT_PRECISION})")
+        if self.precision_mode_v2 is not None and self.precision_mode_v2 not in PRECISION_MODES_V2:
+            faults.append(f"atc.precision_mode_v2: {self.precision_mode_v2!r} is not an atc precision_mode_v2: write one of {', '.join(PRECISION_MODES_V2)} (or null)")
+        if self.precision_mode is not None and self.precision_mode_v2 is not None:
+            faults.append("atc.precision_mode and atc.precision_mode_v2 are both set; atc takes only one: set the other to null")
         if len(set(self.batch_gears)) != len(self.batch_gears):
             faults.append(f"atc.batch_gears: {list(self.batch_gears)} repeats a gear: list each batch size once")
         if self.batch_gears and not self.dynamic_batch:
@@ -107,6 +140,15 @@ class AtcConfig:
                 faults.append(f"atc.extra_args: {arg!r} is not an atc option: write --name=value")
         _raise_all("invalid backend.atc config", faults)
 
+    @property
+    def precision(self) -> str:
+        """The precision the OM is built with, spelled out: the flag given, else ATC's default."""
+        if self.precision_mode is not None:
+            return self.precision_mode
+        if self.precision_mode_v2 is not None:
+            return f"v2:{self.precision_mode_v2}"
+        return f"{ATC_DEFAULT_PRECISION} (atc default)"
+
 
 @dataclass
 class AclBackendConfig:
@@ -119,6 +161,9 @@ class AclBackendConfig:
     atc: AtcConfig = field(default_factory=AtcConfig)
     #: aclrtMalloc policy for device buffers: 0 huge first, 1 huge only, 2 normal only
     malloc_policy: int = 0
+    #: pyacl (the recipe's pyacl_infer, the `acl` module) or ais_bench (Ascend's ait/msit
+    #: benchmark InferSession); each owns the process's ACL lifetime, so one per process
+    runtime: str = "pyacl"
 
     def __post_init__(self) -> None:
         faults = []
@@ -130,6 +175,8 @@ class AclBackendConfig:
             faults.append(
                 f"backend.malloc_policy: {self.malloc_policy} is not an aclrtMalloc policy: write 0 (huge first), 1 (huge only) or 2 (normal only)"
             )
+        if self.runtime not in ACL_RUNTIMES:
+            faults.append(f"backend.runtime: {self.runtime!r} is not an Ascend runtime: write pyacl or ais_bench")
         _raise_all("invalid backend=acl config", faults)
 
     def variant(self) -> str:

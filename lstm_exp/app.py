@@ -37,12 +37,13 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from conf_schemas import register_configs
+from lstm_exp.config_path import config_dir
 from lstm_exp.errors import ConfigError, LstmExpError, MissingDependencyError
 from lstm_exp.tracking.mlflow_run import MlflowRun, default_tracking_uri, select_params
 
 log = logging.getLogger("lstm_exp")
 
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+CONFIG_DIR = config_dir()  # checkout: <repo>/configs; installed wheel: lstm_exp/configs
 
 register_configs()
 

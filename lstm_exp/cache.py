@@ -4,8 +4,23 @@ A stage's output folder is ``<cache_dir>/<stage>/<key>/`` where ``key`` hashes t
 config subtrees the stage depends on, the keys of its upstream stages and the stage's code
 version.  The stage writes into a fresh temporary folder beside it; only when it returns is the
 folder renamed into place, so an interrupted run never leaves a half-written entry and a later
-run simply recomputes it.  A per-entry lock serialises concurrent jobs (parallel launchers) that
-need the same entry: the second waits, then finds it done.
+run simply recomputes it.  docs/RELIABILITY.md lists what happens when things go wrong.
+
+* Concurrent jobs (parallel launchers, two shells) that need the same entry serialise on a
+  per-entry lock ``<stage>/.<key>.lock``: the first builds, the others wait, then find it done.
+  The lock is a POSIX record lock (``fcntl.lockf``), owned by the process that took it: the
+  kernel drops it when that process dies, however it dies, and children it forked (data loader
+  workers, tools) never hold it.  The lock file records the holder's pid, host and start time;
+  a record still there when the lock is next taken is the trace of a holder that died, and is
+  reported with a warning naming the lock file.
+* Leftovers of an interrupted build of the same entry (``.tmp-<key>-*``, ``.stale-<key>-*``) are
+  removed under the lock before the next build, so they are never reused and never pile up.
+* A file system that cannot lock (``ENOLCK``, some network or FUSE mounts) stops with
+  :class:`CacheLockError`, one line naming the lock file, instead of running unlocked.
+* A full disk (``ENOSPC``/``EDQUOT``) while a stage writes removes the partial entry and raises
+  :class:`CacheDiskFullError`, one line naming the entry; earlier entries are untouched.
+* ``force`` rebuilds into a temporary folder too; the old entry is replaced only once the new one
+  is complete, and survives a failed or interrupted rebuild.
 
     >>> cache = StageCache("/tmp/cache")
     >>> key = cache.key("prepare", {"data": {"kind": "synth"}}, upstream=[])
@@ -13,25 +28,96 @@ need the same entry: the second waits, then finds it done.
 """
 from __future__ import annotations
 
+import errno
 import fcntl
 import hashlib
 import json
 import logging
 import os
 import shutil
+import socket
+import threading
 import time
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Optional, Sequence
 
+from lstm_exp.errors import LstmExpError
+
 log = logging.getLogger(__name__)
 
 MANIFEST = "_stage.json"
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+NO_LOCKS = (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS)
+
+#: one in-process lock per lock file: POSIX record locks do not exclude threads of one process,
+#: and closing any descriptor of the file would drop the process's lock
+_THREAD_LOCKS: dict[str, threading.Lock] = {}
+_THREAD_LOCKS_GUARD = threading.Lock()
+
+
+class CacheDiskFullError(LstmExpError):
+    """The disk filled up while a stage wrote its cache entry."""
+
+
+class CacheLockError(LstmExpError):
+    """The file system of the cache cannot lock files."""
 
 
 def _canonical(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def _pid_is_running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
+
+
+def _holder_record() -> dict:
+    return {"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+
+
+def _read_holder(fd: int) -> Optional[dict]:
+    os.lseek(fd, 0, os.SEEK_SET)
+    raw = os.read(fd, 4096)
+    if not raw.strip():
+        return None
+    try:
+        record = json.loads(raw)
+    except ValueError:
+        return {"pid": "?", "host": "?", "started": "?", "raw": raw[:80].decode(errors="replace")}
+    return record if isinstance(record, dict) else None
+
+
+def _describe(holder: Optional[dict]) -> str:
+    if not holder:
+        return "a process that has not written its record yet"
+    return f"pid {holder.get('pid')} on {holder.get('host')} since {holder.get('started')}"
+
+
+def _disk_full(exc: BaseException) -> Optional[OSError]:
+    """The ENOSPC/EDQUOT OSError in ``exc``'s chain of causes, if any."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, OSError) and exc.errno in DISK_FULL:
+            return exc
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+@contextmanager
+def _thread_lock(path: Path) -> Iterator[None]:
+    with _THREAD_LOCKS_GUARD:
+        lock = _THREAD_LOCKS.setdefault(str(path), threading.Lock())
+    with lock:
+        yield
 
 
 class StageCache:
@@ -48,6 +134,9 @@ class StageCache:
     def path(self, stage: str, key: str) -> Path:
         return self.root / stage / key
 
+    def lock_path(self, stage: str, key: str) -> Path:
+        return self.root / stage / f".{key}.lock"
+
     def is_done(self, stage: str, key: str) -> bool:
         return (self.path(stage, key) / MANIFEST).is_file()
 
@@ -56,14 +145,53 @@ class StageCache:
 
     @contextmanager
     def _lock(self, stage: str, key: str) -> Iterator[None]:
-        lock_path = self.root / stage / f".{key}.lock"
+        """Hold the entry's lock: wait for a live holder; take over the trace of a dead one."""
+        lock_path = self.lock_path(stage, key)
         lock_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(lock_path, "w") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
+        with _thread_lock(lock_path):
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o666)
             try:
-                yield
+                try:
+                    try:
+                        fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    except OSError as exc:
+                        if exc.errno not in (errno.EACCES, errno.EAGAIN):
+                            raise
+                        log.info("%s: waiting for the lock %s, held by %s", stage, lock_path, _describe(_read_holder(fd)))
+                        fcntl.lockf(fd, fcntl.LOCK_EX)
+                except OSError as exc:
+                    if exc.errno not in NO_LOCKS:
+                        raise
+                    raise CacheLockError(
+                        f"cannot lock {lock_path} ({exc.strerror}): the file system of paths.cache_dir does not "
+                        f"support file locks; set paths.cache_dir to a folder on a local disk"
+                    ) from exc
+                left = _read_holder(fd)
+                if left:  # a clean release empties the file: its holder died holding the lock
+                    here = left.get("host") == socket.gethostname()
+                    fate = ("is no longer running" if here and isinstance(left.get("pid"), int)
+                            and not _pid_is_running(left["pid"]) else "did not release it")
+                    log.warning("%s: taking over the lock %s left by %s, which %s", stage, lock_path, _describe(left), fate)
+                os.ftruncate(fd, 0)
+                try:
+                    os.pwrite(fd, json.dumps(_holder_record()).encode(), 0)
+                except OSError as exc:  # the lock holds without its record; a full disk is reported by run()
+                    if exc.errno not in DISK_FULL:
+                        raise
+                try:
+                    yield
+                finally:
+                    os.ftruncate(fd, 0)
+                    fcntl.lockf(fd, fcntl.LOCK_UN)
             finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+                os.close(fd)
+
+    def _remove_leftovers(self, stage: str, key: str) -> None:
+        """Partial builds of this entry by a process that was killed (call with the lock held)."""
+        for pattern in (f".tmp-{key}-*", f".stale-{key}-*"):
+            for leftover in self.root.joinpath(stage).glob(pattern):
+                log.warning("%s: removing %s, left by an interrupted build", stage, leftover)
+                shutil.rmtree(leftover, ignore_errors=True)
 
     def run(
         self,
@@ -83,13 +211,14 @@ class StageCache:
         """
         final = self.path(stage, key)
         with self._lock(stage, key):
+            self._remove_leftovers(stage, key)
             if not force and (final / MANIFEST).is_file():
                 log.info("%s: cached %s", stage, final)
                 return final
             tmp = final.parent / f".tmp-{key}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-            tmp.mkdir(parents=True)
             started = time.time()
             try:
+                tmp.mkdir(parents=True)
                 summary = build(tmp) or {}
                 manifest = {
                     "stage": stage,
@@ -108,8 +237,16 @@ class StageCache:
                     shutil.rmtree(stale, ignore_errors=True)
                 else:
                     tmp.rename(final)
-            except BaseException:
+            except BaseException as exc:
                 shutil.rmtree(tmp, ignore_errors=True)
+                full = _disk_full(exc)
+                if full is not None:
+                    where = f" (writing {full.filename})" if full.filename else ""
+                    raise CacheDiskFullError(
+                        f"{stage}: no space left on the device for the cache entry {final}{where}; the partial "
+                        f"entry was removed and earlier entries are intact: free space, or set paths.cache_dir "
+                        f"to a larger disk"
+                    ) from exc
                 raise
         log.info("%s: built %s in %.1f s", stage, final, time.time() - started)
         return final

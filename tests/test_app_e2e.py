@@ -94,11 +94,12 @@ def test_config_error_in_a_sweep_fails_every_job_but_runs_them(sweep_dir):
 
 def test_acl_backend_end_to_end_through_the_simulator(sweep_dir):
     """backend=acl: static opset-11 ONNX -> (stand-in) atc -> OM -> pyacl (simulated), scored
-    like the others: the same PER as onnxruntime on the same 390-frame batches."""
+    like the others: the same PER as onnxruntime on the same 390-frame batches (an fp32 OM: ATC's
+    default precision is fp16, which the simulator rounds to)."""
     common = ["experiment=smoke", "batch=4", "infer.pad_to=390", "progress=false"]
     _run(sweep_dir, *common, "backend=onnxruntime", "tracking.run_name=ort-390")
-    _run(sweep_dir, *common, "backend=acl", f"backend.atc.atc_path={ACL_SIM / 'fake_atc'}",
-         "tracking.run_name=acl-390", pythonpath=str(ACL_SIM))
+    _run(sweep_dir, *common, "backend=acl", f"backend.atc.atc_path={ACL_SIM / 'fake_atc'}", "backend.atc.precision_mode=force_fp32",
+         "tracking.run_name=acl-390", pythonpath=os.pathsep.join([str(ACL_SIM), str(ACL_SIM.parents[1])]))
     runs = {r.info.run_name: r for r in _runs(sweep_dir)}
     assert runs["acl-390"].info.status == "FINISHED"
     assert runs["acl-390"].data.params["backend"] == "acl"

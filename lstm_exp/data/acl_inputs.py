@@ -8,8 +8,14 @@ Layout written by :func:`write_bin_batches` into ``out_dir``::
     <n>.ids.txt        one line per row of the batch: ``<utt_id> <true length in frames>``
 
 Inference tools (pyacl_infer, ais_bench, :func:`infer_bin_batches`) save one ``.npy`` per batch
-(``<n>.npy``, or ais_bench's ``<n>_0.npy``) holding log-probs ``[T', B, C]``;
-:func:`read_inference_outputs` turns those back into per-utterance log-probs.
+holding log-probs ``[T', B, C]``: ``<n>.npy`` (ours), ``<n>_0.npy`` (ais_bench) or
+``<index>.<output>.npy`` such as ``0.0.npy`` (the recipe's ``pyacl_infer.py``, which the recipe's
+postprocess reads as ``{i}.0.npy``); :func:`read_inference_outputs` turns those back into
+per-utterance log-probs.
+
+The recipe's own info file (``LSTM_get_info.py``) reads the same, only spelled differently:
+``<index> ./lstm_bin/inputs_<index>.bin (<B>,390,243)``, one line per batch and no utterance ids
+beside the ``.bin`` files; :func:`read_info` takes both spellings.
 """
 from __future__ import annotations
 
@@ -82,13 +88,16 @@ def read_info(info_path: Path | str) -> list[BinEntry]:
     for number, line in enumerate(info_path.read_text().splitlines(), start=1):
         if not line.strip() or line.lstrip().startswith("#"):
             continue
-        fields = line.split()
+        fields = line.split(maxsplit=2)
         try:
             if len(fields) != 3:
-                raise ValueError("expected '<index> <bin file> <B>,<T>,<D>'")
-            shape = tuple(int(d) for d in fields[2].split(","))
+                raise ValueError("expected '<index> <bin file> <B>,<T>,<D>' (or the recipe's '(<B>,<T>,<D>)')")
+            shape_text = fields[2].strip()
+            if shape_text.startswith("(") and shape_text.endswith(")"):
+                shape_text = shape_text[1:-1]  # LSTM_get_info.py writes (16,390,243)
+            shape = tuple(int(d) for d in shape_text.replace(" ", "").split(","))
             if len(shape) != 3 or min(shape) < 1:
-                raise ValueError(f"shape {fields[2]} is not three positive sizes B,T,D")
+                raise ValueError(f"shape {fields[2].strip()} is not three positive sizes B,T,D")
             entries.append(BinEntry(int(fields[0]), info_path.parent / fields[1], shape))
         except ValueError as exc:
             faults.append(f"{info_path}:{number}: {exc}")
@@ -99,7 +108,7 @@ def read_info(info_path: Path | str) -> list[BinEntry]:
     return entries
 
 
-def _read_ids(entry: BinEntry) -> tuple[list[str], np.ndarray]:
+def read_ids(entry: BinEntry) -> tuple[list[str], np.ndarray]:
     if not entry.ids_path.is_file():
         raise DataError(f"{entry.ids_path} is missing (utterance ids of {entry.bin_path.name}): rerun stage=preprocess")
     ids, lengths = [], []
@@ -117,7 +126,7 @@ def _read_ids(entry: BinEntry) -> tuple[list[str], np.ndarray]:
 def read_bin_batches(info_path: Path | str) -> Iterator[tuple[list[str], np.ndarray, np.ndarray]]:
     """Yield ``(ids, x float32 [B, T, D], lengths int64 [B])`` for every batch the info file lists."""
     for entry in read_info(info_path):
-        ids, lengths = _read_ids(entry)
+        ids, lengths = read_ids(entry)
         expected = math.prod(entry.shape) * BIN_DTYPE.itemsize
         if not entry.bin_path.is_file():
             raise DataError(f"{entry.bin_path} (listed in {info_path}) does not exist: rerun stage=preprocess")
@@ -129,8 +138,30 @@ def read_bin_batches(info_path: Path | str) -> Iterator[tuple[list[str], np.ndar
 
 
 def output_path(out_dir: Path | str, entry: BinEntry) -> Path:
-    """Where the log-probs of ``entry`` are saved: ``<stem>.npy`` (ais_bench's ``<stem>_0.npy`` is read too)."""
+    """Where :func:`infer_bin_batches` saves the log-probs of ``entry``: ``<stem>.npy``."""
     return Path(out_dir) / f"{entry.bin_path.stem}.npy"
+
+
+def output_candidates(out_dir: Path | str, entry: BinEntry) -> list[Path]:
+    """The names an inference tool may have given ``entry``'s first output, in the order tried:
+    ours (``<stem>.npy``), ais_bench's (``<stem>_0.npy``), the recipe's pyacl_infer
+    (``<index>.0.npy``, also ``<stem>.0.npy``)."""
+    out_dir = Path(out_dir)
+    stem = entry.bin_path.stem
+    names = [f"{stem}.npy", f"{stem}_0.npy", f"{entry.index}.0.npy", f"{stem}.0.npy"]
+    return [out_dir / name for name in dict.fromkeys(names)]
+
+
+def find_output(out_dir: Path | str, entry: BinEntry) -> Path:
+    """The saved output of ``entry`` (see :func:`output_candidates`), or a DataError naming them."""
+    candidates = output_candidates(out_dir, entry)
+    for path in candidates:
+        if path.is_file():
+            return path
+    raise DataError(
+        f"inference output {candidates[0]} for {entry.bin_path.name} does not exist (nor "
+        f"{', '.join(p.name for p in candidates[1:])}): run stage=infer first"
+    )
 
 
 def infer_bin_batches(backend, info_path: Path | str, out_dir: Path | str, progress: bool = False) -> list[float]:
@@ -170,12 +201,8 @@ def read_inference_outputs(
     out_dir = Path(out_dir)
     results: dict[str, np.ndarray] = {}
     for entry in read_info(info):
-        ids, lengths = _read_ids(entry)
-        path = output_path(out_dir, entry)
-        if not path.is_file() and (out_dir / f"{entry.bin_path.stem}_0.npy").is_file():
-            path = out_dir / f"{entry.bin_path.stem}_0.npy"
-        if not path.is_file():
-            raise DataError(f"inference output {path} for {entry.bin_path.name} does not exist: run stage=infer first")
+        ids, lengths = read_ids(entry)
+        path = find_output(out_dir, entry)
         log_probs = np.load(path, allow_pickle=False)
         if log_probs.ndim != 3 or log_probs.shape[1] < len(ids):
             raise DataError(f"{path} has shape {list(log_probs.shape)}; expected [T', {len(ids)}, C] (time-major, batch {len(ids)})")

@@ -13,12 +13,24 @@ Strictness, so that tests can assert correct resource handling:
 * reading host bytes from device memory (``ptr_to_bytes`` on a device pointer) raises
   :class:`SimulatedCrash`, as the real call would crash the process;
 * :func:`_sim_leaks` lists what is still allocated; ``finalize`` records it too;
-* :func:`_sim_fail_next` makes a named call return an error code once (fault injection).
+* :func:`_sim_fail_next` makes a named call return an error code once (fault injection);
+* one ACL lifetime per process: ``init`` after ``finalize`` fails, and :func:`_sim_counts`
+  says how often ``init`` / ``finalize`` ran (with ``ACL_SIM_REPORT=<file>`` in the
+  environment the counts, errors and leaks are written there as JSON when the process exits);
+* the machine is configurable (:func:`_sim_configure`): the chip ``get_soc_name`` reports (an OM
+  built for another ``--soc_version`` fails to load), the run mode (``ACL_DEVICE`` = 0 needs
+  device-to-device copies, ``ACL_HOST`` = 1 is the default) and the pointer API
+  (``cann6``: ``bytes_to_ptr`` / ``ptr_to_bytes``; ``cann5``: ``numpy_to_ptr`` / ``ptr_to_numpy``);
+* an OM whose precision is fp16 (ATC's default ``force_fp16``, ``allow_fp32_to_fp16``,
+  ``--precision_mode_v2=fp16`` ...) runs with weights, input and output rounded to float16.
 """
 from __future__ import annotations
 
+import atexit
 import bisect
 import itertools
+import json
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,6 +52,14 @@ ACL_ERROR_MODEL_NOT_DYNAMIC = 100019
 ACL_ERROR_REPEAT_FINALIZE = 100037
 ACL_ERROR_BAD_ALLOC = 200000
 ACL_ERROR_RT_INVALID_DEVICEID = 107001
+ACL_ERROR_INTERNAL_ERROR = 500000
+ACL_DEVICE, ACL_HOST = 0, 1  # acl.rt.get_run_mode()
+
+#: OM precisions (fake_atc's header["precision"]) that compute in float16
+FP16_PRECISIONS = {"force_fp16", "allow_fp32_to_fp16", "allow_mix_precision", "allow_mix_precision_fp16",
+                   "cube_fp16in_fp32out", "v2:fp16", "v2:mixed_float16", "v2:cube_fp16in_fp32out"}
+#: numpy type numbers ptr_to_numpy takes (NPY_BYTE, NPY_UBYTE, NPY_FLOAT)
+_NPY_TYPES = {1: np.int8, 2: np.uint8, 11: np.float32}
 
 DYNAMIC_BATCH_INPUT = "ascend_mbatch_shape_data"
 DYNAMIC_BATCH_INPUT_SIZE = 8
@@ -55,7 +75,7 @@ class SimulatedCrash(RuntimeError):
 
 @dataclass
 class _Region:
-    kind: str  # device | host | pybytes
+    kind: str  # device | host | pybytes (bytes_to_ptr) | numpy (numpy_to_ptr)
     base: int
     data: Any  # bytearray (device, host) or bytes (pybytes)
     live: bool = True
@@ -79,6 +99,16 @@ class _Model:
     out_dtype: np.dtype
     cur_out_dims: list[int]
     dataset_batch: dict[int, int] = field(default_factory=dict)
+    fp16: bool = False
+
+    def compute(self, x: np.ndarray) -> np.ndarray:
+        """The OM's arithmetic: float32, or float16-rounded input and output around float16 weights."""
+        if self.fp16:
+            x = x.astype(np.float16).astype(np.float32)
+        y = self.session.run([self.onnx_output], {self.onnx_input: x})[0]
+        if self.fp16:
+            y = y.astype(np.float16).astype(np.float32)
+        return y.astype(self.out_dtype)
 
     @property
     def dynamic(self) -> bool:
@@ -120,6 +150,10 @@ class _State:
         self.leaks_at_finalize: list[str] = []
         self.handles = itertools.count(0x7000_0001)
         self.model_ids = itertools.count(1)
+        self.init_calls = 0
+        self.finalize_calls = 0
+        self.soc_name = "Ascend310"
+        self.run_mode = ACL_HOST
 
 
 _S = _State()
@@ -127,9 +161,37 @@ _S = _State()
 
 # ---------------------------------------------------------------- simulator controls (tests)
 def _sim_reset() -> None:
-    """Forget everything (a fresh process)."""
-    global _S
+    """Forget everything (a fresh process, CANN >= 6.0.1 pointer API, an Ascend310 on a host)."""
+    global _S, util
     _S = _State()
+    util = _Cann6Util
+
+
+def _sim_configure(soc_name: str | None = None, run_mode: int | None = None, pointer_api: str | None = None) -> None:
+    """Set the simulated machine: the chip, ACL_DEVICE (0) / ACL_HOST (1), ``cann5`` / ``cann6``."""
+    global util
+    if soc_name is not None:
+        _S.soc_name = soc_name
+    if run_mode is not None:
+        _S.run_mode = run_mode
+    if pointer_api is not None:
+        util = {"cann5": _Cann5Util, "cann6": _Cann6Util}[pointer_api]
+
+
+def _sim_counts() -> dict[str, int]:
+    """How often acl.init and acl.finalize ran in this (simulated) process."""
+    return {"init": _S.init_calls, "finalize": _S.finalize_calls}
+
+
+def _write_report() -> None:
+    path = os.environ.get("ACL_SIM_REPORT")
+    if path:
+        report = {**_sim_counts(), "errors": _sim_errors(), "leaks": _sim_leaks(), "leaks_at_finalize": _sim_leaks_at_finalize()}
+        with open(path, "w") as handle:
+            json.dump(report, handle)
+
+
+atexit.register(_write_report)  # registered at import, so it runs after the code under test's own atexit hooks
 
 
 def _sim_errors() -> list[str]:
@@ -149,7 +211,7 @@ def _sim_fail_next(call: str, code: int) -> None:
 
 def _sim_leaks() -> list[str]:
     """Resources still held: memory, buffers, datasets, models, descs, streams, contexts, devices."""
-    leaks = [f"{r.kind} memory {r.base:#x} ({r.size} bytes)" for r in _S.regions.values() if r.live and r.kind != "pybytes"]
+    leaks = [f"{r.kind} memory {r.base:#x} ({r.size} bytes)" for r in _S.regions.values() if r.live and r.kind not in ("pybytes", "numpy")]
     leaks += [f"data buffer {h:#x}" for h in _S.buffers]
     leaks += [f"dataset {h:#x}" for h in _S.datasets]
     leaks += [f"model {m} ({_S.models[m].path})" for m in _S.models]
@@ -222,6 +284,9 @@ def _resolve(call: str, ptr: int, what: str) -> tuple[_Region | None, int, int]:
 def init(config_path: str | None = None) -> int:
     if code := _enter("acl.init"):
         return code
+    _S.init_calls += 1
+    if _S.ever_finalized:
+        return _error("acl.init", ACL_ERROR_INTERNAL_ERROR, "acl.init after acl.finalize in the same process is not supported")
     if _S.initialized:
         return _error("acl.init", ACL_ERROR_REPEAT_INITIALIZE, "acl.init called twice")
     _S.initialized = True
@@ -231,6 +296,7 @@ def init(config_path: str | None = None) -> int:
 def finalize() -> int:
     if code := _enter("acl.finalize"):
         return code
+    _S.finalize_calls += 1
     if not _S.initialized:
         if _S.ever_finalized:
             return _error("acl.finalize", ACL_ERROR_REPEAT_FINALIZE, "acl.finalize called twice")
@@ -244,9 +310,9 @@ def finalize() -> int:
 
 
 def get_soc_name() -> str:
-    for model in _S.models.values():
-        return model.header.get("soc_version", "Ascend310")
-    return "Ascend310"
+    """The simulated chip (``_sim_configure(soc_name=...)``), whatever OM is loaded."""
+    _S.calls.append("acl.get_soc_name")
+    return _S.soc_name
 
 
 def create_data_buffer(ptr: int, size: int) -> int:
@@ -321,7 +387,17 @@ class rt:  # noqa: N801 - mirrors the real submodule's name
     @staticmethod
     def get_run_mode() -> tuple[int, int]:
         _S.calls.append("acl.rt.get_run_mode")
-        return 0, ACL_SUCCESS  # ACL_HOST: a PCIe card in a server
+        return _S.run_mode, ACL_SUCCESS  # ACL_HOST (1): a PCIe card in a server; ACL_DEVICE (0): on the device
+
+    @staticmethod
+    def set_context(ctx: int) -> int:
+        call = "acl.rt.set_context"
+        if (code := _enter(call)) or (code := _need_runtime(call, context=False)):
+            return code
+        if ctx not in _S.contexts:
+            return _error(call, ACL_ERROR_INVALID_PARAM, f"context {ctx!r} does not exist")
+        _S.current_context = ctx
+        return ACL_SUCCESS
 
     @staticmethod
     def create_context(device_id: int) -> tuple[int, int]:
@@ -441,8 +517,11 @@ class rt:  # noqa: N801 - mirrors the real submodule's name
         src_region, src_off, code = _resolve(call, src, "src")
         if code:
             return code
-        src_kind = "host" if src_region.kind == "pybytes" else src_region.kind
-        if src_kind != want_src or dst_region.kind != want_dst:
+        src_kind = "host" if src_region.kind in ("pybytes", "numpy") else src_region.kind
+        if _S.run_mode == ACL_DEVICE:  # running on the device: every buffer is device memory
+            if kind != 3:
+                return _error(call, ACL_ERROR_INVALID_PARAM, f"kind {kind} on ACL_DEVICE: the program runs on the device, copy with kind 3 (device->device)")
+        elif src_kind != want_src or dst_region.kind != want_dst:
             return _error(call, ACL_ERROR_INVALID_PARAM,
                           f"kind {kind} copies {want_src}->{want_dst} but src is {src_region.kind} and dst is {dst_region.kind} memory")
         if count < 0 or count > dst_size:
@@ -456,7 +535,31 @@ class rt:  # noqa: N801 - mirrors the real submodule's name
 
 
 # ---------------------------------------------------------------- acl.util
-class util:  # noqa: N801
+def _register_host(kind: str, data: Any) -> int:
+    ptr = _alloc(kind, data)
+    _S.pybytes.append(ptr)
+    while len(_S.pybytes) > BYTES_TO_PTR_KEEP:
+        old = _S.regions[_S.pybytes.pop(0)]
+        old.live, old.data = False, b""
+    return ptr
+
+
+def _read_host(call: str, ptr: int, size: int) -> bytes:
+    region, offset, code = _resolve(call, ptr, "pointer")
+    if code:
+        raise SimulatedCrash(_S.errors[-1])
+    if region.kind == "device" and _S.run_mode != ACL_DEVICE:
+        _error(call, ACL_ERROR_INVALID_PARAM, f"{ptr:#x} is device memory: copy it to host memory first")
+        raise SimulatedCrash(_S.errors[-1])
+    if size > region.size - offset:
+        _error(call, ACL_ERROR_INVALID_PARAM, f"size {size} reads past the {region.size - offset} bytes at {ptr:#x}")
+        raise SimulatedCrash(_S.errors[-1])
+    return bytes(region.data[offset:offset + size])
+
+
+class _Cann6Util:
+    """acl.util of CANN >= 6.0.1: bytes_to_ptr / ptr_to_bytes (no numpy_to_ptr)."""
+
     @staticmethod
     def bytes_to_ptr(data: bytes) -> int:
         """A pointer to ``data``'s buffer; valid while the bytes object lives (here: for the next
@@ -464,27 +567,37 @@ class util:  # noqa: N801
         _S.calls.append("acl.util.bytes_to_ptr")
         if not isinstance(data, (bytes, bytearray)) or not data:
             raise TypeError("bytes_to_ptr needs a non-empty bytes object")
-        ptr = _alloc("pybytes", bytes(data))
-        _S.pybytes.append(ptr)
-        while len(_S.pybytes) > BYTES_TO_PTR_KEEP:
-            old = _S.regions[_S.pybytes.pop(0)]
-            old.live, old.data = False, b""
-        return ptr
+        return _register_host("pybytes", bytes(data))
 
     @staticmethod
     def ptr_to_bytes(ptr: int, size: int) -> bytes:
-        call = "acl.util.ptr_to_bytes"
-        _S.calls.append(call)
-        region, offset, code = _resolve(call, ptr, "pointer")
-        if code:
-            raise SimulatedCrash(_S.errors[-1])
-        if region.kind == "device":
-            _error(call, ACL_ERROR_INVALID_PARAM, f"{ptr:#x} is device memory: copy it to host memory first")
-            raise SimulatedCrash(_S.errors[-1])
-        if size > region.size - offset:
-            _error(call, ACL_ERROR_INVALID_PARAM, f"size {size} reads past the {region.size - offset} bytes at {ptr:#x}")
-            raise SimulatedCrash(_S.errors[-1])
-        return bytes(region.data[offset:offset + size])
+        _S.calls.append("acl.util.ptr_to_bytes")
+        return _read_host("acl.util.ptr_to_bytes", ptr, size)
+
+
+class _Cann5Util:
+    """acl.util of CANN 5.x (the recipe's): numpy_to_ptr / ptr_to_numpy (no bytes_to_ptr)."""
+
+    @staticmethod
+    def numpy_to_ptr(array: np.ndarray) -> int:
+        _S.calls.append("acl.util.numpy_to_ptr")
+        if not isinstance(array, np.ndarray) or not array.size:
+            raise TypeError("numpy_to_ptr needs a non-empty numpy array")
+        if not array.flags["C_CONTIGUOUS"] or not array.flags["OWNDATA"]:
+            raise SimulatedCrash("numpy_to_ptr on a view or a non-contiguous array: undefined behaviour in pyacl")
+        return _register_host("numpy", array.tobytes())
+
+    @staticmethod
+    def ptr_to_numpy(ptr: int, shape: tuple, npy_type: int) -> np.ndarray:
+        _S.calls.append("acl.util.ptr_to_numpy")
+        if npy_type not in _NPY_TYPES:
+            raise TypeError(f"ptr_to_numpy: numpy type number {npy_type} is not simulated ({sorted(_NPY_TYPES)})")
+        dtype = np.dtype(_NPY_TYPES[npy_type])
+        size = int(np.prod(shape)) * dtype.itemsize
+        return np.frombuffer(_read_host("acl.util.ptr_to_numpy", ptr, size), dtype=dtype).reshape(shape)
+
+
+util = _Cann6Util
 
 
 # ---------------------------------------------------------------- acl.mdl
@@ -501,10 +614,26 @@ def _dims(name: str, dims: list[int]) -> dict:
     return {"name": name, "dimCount": len(dims), "dims": list(dims)}
 
 
+def _weights_to_fp16(onnx_bytes: bytes) -> bytes:
+    """The ONNX model with every float32 initializer rounded to float16 (and stored as float32)."""
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load_from_string(onnx_bytes)
+    for init in model.graph.initializer:
+        if init.data_type == onnx.TensorProto.FLOAT:
+            rounded = numpy_helper.to_array(init).astype(np.float16).astype(np.float32)
+            init.CopyFrom(numpy_helper.from_array(rounded, init.name))
+    return model.SerializeToString()
+
+
 def _load_model(path: str) -> _Model:
     import onnxruntime as ort
 
     header, onnx_bytes = read_om(path)
+    fp16 = header.get("precision", "force_fp16") in FP16_PRECISIONS
+    if fp16:
+        onnx_bytes = _weights_to_fp16(onnx_bytes)
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1
     session = ort.InferenceSession(onnx_bytes, options, providers=["CPUExecutionProvider"])
@@ -517,7 +646,7 @@ def _load_model(path: str) -> _Model:
     out = session.run([onnx_output], {header["input_name"]: probe})[0]
     out_dtype = np.dtype(np.float16 if header["output_type"] == "FP16" else np.float32)
     return _Model(path, header, session, header["input_name"], onnx_output, list(dims[1:]), gears, static_batch,
-                  list(out.shape), out_dtype, list(out.shape))
+                  list(out.shape), out_dtype, list(out.shape), fp16=fp16)
 
 
 class mdl:  # noqa: N801
@@ -532,6 +661,8 @@ class mdl:  # noqa: N801
             return 0, _error(call, ACL_ERROR_READ_MODEL_FAILURE, f"cannot read {path}")
         except (NotAFakeOm, KeyError, ValueError) as exc:
             return 0, _error(call, ACL_ERROR_PARSE_MODEL, f"cannot parse {path}: {exc}")
+        if model.header.get("soc_version") != _S.soc_name:
+            return 0, _error(call, ACL_ERROR_PARSE_MODEL, f"{path} was built for {model.header.get('soc_version')}, this chip is {_S.soc_name}")
         model_id = next(_S.model_ids)
         _S.models[model_id] = model
         return model_id, ACL_SUCCESS
@@ -782,7 +913,7 @@ class mdl:  # noqa: N801
         (in_region, in_off), (out_region, out_off) = regions
         n_in = model.input_size(batch)
         x = np.frombuffer(bytes(in_region.data[in_off:in_off + n_in]), dtype=np.float32).reshape(batch, *model.frames_dims)
-        y = model.session.run([model.onnx_output], {model.onnx_input: x})[0].astype(model.out_dtype)
+        y = model.compute(x)
         raw = y.tobytes()
         out_region.data[out_off:out_off + len(raw)] = raw
         model.cur_out_dims = list(y.shape)

@@ -48,12 +48,12 @@ def test_static_command_is_the_recipes():
 
 
 def test_dynamic_command_lists_sorted_gears_and_extra_args():
-    cfg = AtcConfig(soc_version="Ascend310P3", dynamic_batch=True, extra_args=["--precision_mode=allow_fp32_to_fp16"])
+    cfg = AtcConfig(soc_version="Ascend310P3", dynamic_batch=True, extra_args=["--op_select_implmode=high_precision"])
     cmd = build_atc_command(Path("m.onnx"), Path("m"), [32, 1, 8, 4, 16, 8], cfg)
     assert "--input_shape=actual_input_1:-1,390,243" in cmd
     assert "--dynamic_batch_size=1,4,8,16,32" in cmd
     assert "--soc_version=Ascend310P3" in cmd
-    assert cmd[-1] == "--precision_mode=allow_fp32_to_fp16"
+    assert cmd[-1] == "--op_select_implmode=high_precision"
     assert shlex.join(cmd).count("'") == 0  # copy-pasteable as is
 
 
@@ -137,3 +137,53 @@ def test_acl_backend_config_checks_and_omegaconf_roundtrip():
     node.atc.batch_gears = [1, 16]
     cfg = OmegaConf.to_object(node)
     assert isinstance(cfg.atc, AtcConfig) and cfg.atc.batch_gears == [1, 16]
+
+
+def test_precision_flags_are_written_and_spelled_out():
+    assert AtcConfig().precision == "force_fp16 (atc default)"
+    assert not any(a.startswith("--precision_mode") for a in build_atc_command("m.onnx", "m", 4, AtcConfig()))
+    cmd = build_atc_command("m.onnx", "m", 4, AtcConfig(precision_mode="force_fp32"))
+    assert "--precision_mode=force_fp32" in cmd and AtcConfig(precision_mode="force_fp32").precision == "force_fp32"
+    cmd = build_atc_command("m.onnx", "m", 4, AtcConfig(precision_mode_v2="origin"))
+    assert "--precision_mode_v2=origin" in cmd and not any(a.startswith("--precision_mode=") for a in cmd)
+
+
+def test_both_precision_flags_and_bad_values_are_refused():
+    with pytest.raises(ConfigError, match="both set; atc takes only one"):
+        AtcConfig(precision_mode="force_fp16", precision_mode_v2="fp16")
+    with pytest.raises(ConfigError, match="atc.precision_mode: 'fp16' is not an atc precision mode"):
+        AtcConfig(precision_mode="fp16")
+    with pytest.raises(ConfigError, match="sets --precision_mode, which is built from the config"):
+        AtcConfig(extra_args=["--precision_mode=force_fp32"])
+
+
+def test_gears_are_checked_like_atc():
+    with pytest.raises(ConfigError, match="from 1 to 2048"):
+        AtcConfig(dynamic_batch=True, batch_gears=[1, 4096])
+    with pytest.raises(ConfigError, match="from 1 to 2048"):
+        build_atc_command("m.onnx", "m", [1, 2049], AtcConfig(dynamic_batch=True))
+    with pytest.raises(ConfigError, match="2 to 100"):
+        build_atc_command("m.onnx", "m", list(range(1, 102)), AtcConfig(dynamic_batch=True))
+
+
+def test_fake_atc_takes_the_real_flags_and_refuses_both_precisions(tiny_onnx, tmp_path, fake_atc_on_path):
+    extra = ["--op_select_implmode=high_precision", "--out_nodes=output1:0", f"--keep_dtype={tmp_path / 'keep.cfg'}"]
+    om = convert_onnx_to_om(tiny_onnx, tmp_path / "ok", 4, AtcConfig(precision_mode_v2="fp16", extra_args=extra))
+    argv = json.loads(fake_atc_on_path.read_text().splitlines()[-1])
+    assert "--precision_mode_v2=fp16" in argv and all(flag in argv for flag in extra)
+    assert om.is_file()
+    cmd = build_atc_command(tiny_onnx, tmp_path / "both" / "m", 4, AtcConfig(precision_mode="force_fp32"))
+    with pytest.raises(AtcConversionError):
+        run_atc([*cmd, "--precision_mode_v2=fp16"], tmp_path / "both" / "atc.log")
+    assert "cannot be used together" in (tmp_path / "both" / "atc.log").read_text()
+
+
+def test_atc_log_holds_the_cann_log_lines(tiny_onnx, tmp_path, fake_atc_on_path, monkeypatch):
+    """atc runs with ASCEND_SLOG_PRINT_TO_STDOUT=1, whatever the caller's environment says."""
+    monkeypatch.delenv("ASCEND_SLOG_PRINT_TO_STDOUT", raising=False)
+    convert_onnx_to_om(tiny_onnx, tmp_path / "om", 4, AtcConfig())
+    log = (tmp_path / "om" / "atc.log").read_text()
+    assert "[INFO] ATC(fake_atc):parsing model" in log and "precision force_fp16" in log
+    with pytest.raises(AtcConversionError):
+        convert_onnx_to_om(tiny_onnx, tmp_path / "bad", 4, AtcConfig(extra_args=["--op_select_implmode=fastest"]))
+    assert "[ERROR] ATC(fake_atc):Value [fastest] for parameter [--op_select_implmode]" in (tmp_path / "bad" / "atc.log").read_text()

@@ -107,3 +107,32 @@ def test_missing_output_and_odd_stride(tmp_path):
     np.save(tmp_path / "0.npy", np.zeros((17, 2, 41), dtype=np.float32))
     with pytest.raises(DataError, match="not an integer stride"):
         read_inference_outputs(tmp_path, info)
+
+
+def test_recipe_info_file_is_read(tmp_path):
+    """LSTM_get_info.py writes '<i> ./lstm_bin/inputs_<i>.bin (<B>,390,243)'."""
+    info = tmp_path / "lstm.info"
+    info.write_text("0 ./lstm_bin/inputs_0.bin (16,390,243)\n1 ./lstm_bin/inputs_1.bin (16,390,243)\n")
+    entries = read_info(info)
+    assert [(e.index, e.shape) for e in entries] == [(0, (16, 390, 243)), (1, (16, 390, 243))]
+    assert entries[1].bin_path == tmp_path / "lstm_bin" / "inputs_1.bin"
+    info.write_text("0 ./lstm_bin/inputs_0.bin (16,390)\n")
+    with pytest.raises(DataError, match=r"shape \(16,390\) is not three positive sizes"):
+        read_info(info)
+
+
+def test_pyacl_infer_output_names_are_read(tmp_path):
+    """pyacl_infer.py saves '<index>.<output index>.npy' (0.0.npy), what the recipe's postprocess reads."""
+    batches = make_batches(sizes=(2, 2), frames=(40, 40))
+    info = write_bin_batches(batches, tmp_path / "bins")
+    out_dir = tmp_path / "infer_res"
+    out_dir.mkdir()
+    saved = [np.random.default_rng(n).standard_normal((20, 2, 41)).astype(np.float32) for n in range(2)]
+    for n, log_probs in enumerate(saved):
+        np.save(out_dir / f"{n}.0.npy", log_probs)
+    got = read_inference_outputs(out_dir, info)
+    first = batches[0]
+    assert np.array_equal(got[first.ids[0]], saved[0][: math.ceil(first.lengths[0] / 2), 0])
+    (out_dir / "1.0.npy").unlink()
+    with pytest.raises(DataError, match=r"1\.npy for 1\.bin does not exist \(nor 1_0\.npy, 1\.0\.npy\)"):
+        read_inference_outputs(out_dir, info)

@@ -1,8 +1,10 @@
-"""Ascend backend: ONNX -> OM with ATC (:mod:`.atc`), pyacl inference on the OM (:mod:`.backend`).
+"""Ascend backend: ONNX -> OM with ATC (:mod:`.atc`), inference on the OM (:mod:`.backend`)
+through pyacl within one ACL lifetime per process (:mod:`.acl_runtime`) or through ais_bench
+(:mod:`.ais_bench_runtime`).
 
 Importing this package needs neither the CANN toolkit nor an NPU; ``AclBackend.load`` imports
-pyacl and ``run_atc`` looks for ``atc``, each raising a MissingDependencyError that says what
-to install when they are absent.
+pyacl (or ais_bench) and ``run_atc`` looks for ``atc``, each raising a MissingDependencyError
+that says what to install when they are absent.
 """
 from lstm_exp.backends.acl.atc import (
     AtcConversionError,

@@ -3,18 +3,21 @@
 :func:`build_atc_command` writes the recipe's command line (static batch, or one OM with batch
 gears); :func:`run_atc` runs it when ``atc`` is installed, keeping the exact command
 (``atc_command.txt``) and ATC's output (the log file) beside the OM, and otherwise says which
-command to run on a machine with the Ascend CANN toolkit.  :func:`convert_onnx_to_om` joins
+command to run on a machine with the Ascend CANN toolkit.  atc runs with
+``ASCEND_SLOG_PRINT_TO_STDOUT=1`` so that the CANN log lines that explain a failure land in the
+recorded log rather than in ``~/ascend/log``.  :func:`convert_onnx_to_om` joins
 both for the ``convert`` stage.
 """
 from __future__ import annotations
 
+import os
 import shlex
 import shutil
 import subprocess
 from pathlib import Path
 from typing import Sequence, Union
 
-from conf_schemas.acl import MAX_GEARS, MIN_GEARS, AtcConfig
+from conf_schemas.acl import ATC_DEFAULT_PRECISION, MAX_GEAR_SIZE, MAX_GEARS, MIN_GEARS, AtcConfig
 from lstm_exp.errors import ConfigError, LstmExpError, MissingDependencyError
 
 #: the ONNX input the recipe's export names and ATC's --input_shape refers to
@@ -35,8 +38,8 @@ class AtcConversionError(LstmExpError):
 
 def _gears(batch: Sequence[int]) -> list[int]:
     gears = sorted({int(b) for b in batch})
-    if any(g < 1 for g in gears):
-        raise ConfigError(f"batch gears {list(batch)} must all be >= 1")
+    if any(not 1 <= g <= MAX_GEAR_SIZE for g in gears):
+        raise ConfigError(f"batch gears {list(batch)}: atc takes gears from 1 to {MAX_GEAR_SIZE}: lower the largest batch")
     if not MIN_GEARS <= len(gears) <= MAX_GEARS:
         raise ConfigError(
             f"batch gears {gears}: atc --dynamic_batch_size needs {MIN_GEARS} to {MAX_GEARS} distinct gears; "
@@ -69,8 +72,44 @@ def build_atc_command(onnx_path: Path | str, output_stem: Path | str, batch: Bat
         *dynamic_args,
         f"--soc_version={cfg.soc_version}",
         f"--log={cfg.log}",
+        *([f"--precision_mode={cfg.precision_mode}"] if cfg.precision_mode is not None else []),
+        *([f"--precision_mode_v2={cfg.precision_mode_v2}"] if cfg.precision_mode_v2 is not None else []),
         *cfg.extra_args,
     ]
+
+
+def soc_version_of(cmd: Sequence[str]) -> str | None:
+    """The ``--soc_version`` of an atc command line (None when absent)."""
+    for arg in cmd:
+        if arg.startswith("--soc_version="):
+            return arg.split("=", 1)[1]
+    return None
+
+
+def precision_of(cmd: Sequence[str]) -> str:
+    """The precision an atc command line builds with, spelled out as :attr:`AtcConfig.precision` does."""
+    for arg in cmd:
+        if arg.startswith("--precision_mode="):
+            return arg.split("=", 1)[1]
+        if arg.startswith("--precision_mode_v2="):
+            return "v2:" + arg.split("=", 1)[1]
+    return f"{ATC_DEFAULT_PRECISION} (atc default)"
+
+
+def gears_of(cmd: Sequence[str]) -> list[int]:
+    """The ``--dynamic_batch_size`` gears of an atc command line ([] for a static OM)."""
+    for arg in cmd:
+        if arg.startswith("--dynamic_batch_size="):
+            return sorted(int(g) for g in arg.split("=", 1)[1].split(","))
+    return []
+
+
+def recorded_command(om_path: Path | str) -> list[str] | None:
+    """The atc argv recorded beside an OM by :func:`run_atc` (None when there is none)."""
+    path = Path(om_path).parent / COMMAND_FILE
+    if not path.is_file():
+        return None
+    return shlex.split(path.read_text())
 
 
 def om_path_of(cmd: Sequence[str]) -> Path:
@@ -104,7 +143,8 @@ def run_atc(cmd: Sequence[str], log_path: Path | str) -> Path:
     with open(log_path, "wb") as log:
         log.write(f"$ {command_line}\n".encode())
         log.flush()
-        proc = subprocess.run([executable, *cmd[1:]], stdout=log, stderr=subprocess.STDOUT, check=False)
+        env = {**os.environ, "ASCEND_SLOG_PRINT_TO_STDOUT": "1"}
+        proc = subprocess.run([executable, *cmd[1:]], stdout=log, stderr=subprocess.STDOUT, check=False, env=env)
     if proc.returncode != 0:
         raise AtcConversionError(f"atc failed with exit code {proc.returncode}: read {log_path} (command in {log_path.parent / COMMAND_FILE})")
     if not om_path.is_file():

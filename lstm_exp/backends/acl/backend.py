@@ -1,12 +1,20 @@
 """Ascend NPU inference through pyacl (the recipe's ``pyacl_infer``), on an OM file from ATC.
 
-:class:`AclBackend` follows the pyacl call sequence: ``acl.init`` -> device, context, stream ->
+:class:`AclBackend` follows the pyacl call sequence: ACL, device and context from the
+process-wide lifetime (:mod:`.acl_runtime`: ``acl.init`` once per process, finalize at exit) ->
+the chip (``acl.get_soc_name``) checked against the OM's ``--soc_version`` -> stream ->
 ``acl.mdl.load_from_file`` + model description -> one device buffer per model input and
-output, allocated once at the largest size the OM takes -> per batch: copy host->device,
+output, allocated once at the largest size the OM takes -> per batch: copy in (host->device, or
+device->device when ``acl.rt.get_run_mode`` says the program runs on the device),
 ``set_dynamic_batch_size`` for an OM with batch gears, ``acl.mdl.execute`` (the only call that
-is timed), current output dims and data type, copy device->host -> ``close`` tears everything
-down in the documented order.  Every ``ret`` is checked; a failure raises
-:class:`AclCallError` naming the call and the code.
+is timed), current output dims and data type, copy out -> ``close`` releases what the job took
+in the documented order and leaves device, context and ACL to the next job.  Every ``ret`` is
+checked; a failure raises :class:`AclCallError` naming the call and the code.  Host pointers
+come from ``acl.util.bytes_to_ptr`` / ``ptr_to_bytes`` (CANN >= 6.0.1) or, on the recipe's
+CANN 5.x, ``numpy_to_ptr`` / ``ptr_to_numpy``.
+
+``backend.runtime=ais_bench`` runs the same OM through ais_bench's ``InferSession`` instead
+(:mod:`.ais_bench_runtime`).
 
 A static OM runs a smaller batch padded to its batch with zero rows; a dynamic OM runs the
 smallest gear that holds the batch.  Either way only the real rows come back.
@@ -23,37 +31,23 @@ from typing import Any
 import numpy as np
 
 from conf_schemas.acl import AclBackendConfig
-from lstm_exp.backends.acl.atc import FEATURE_DIM, INPUT_NAME
+from lstm_exp.backends.acl import acl_runtime
+from lstm_exp.backends.acl.acl_runtime import ACL_DEVICE, AclCallError, error_text
+from lstm_exp.backends.acl.atc import FEATURE_DIM, INPUT_NAME, gears_of, precision_of, recorded_command, soc_version_of
 from lstm_exp.backends.base import Backend, RunOutput
-from lstm_exp.errors import ConfigError, LstmExpError, MissingDependencyError
+from lstm_exp.errors import ConfigError, MissingDependencyError
 
 #: the extra input ATC adds to an OM built with --dynamic_batch_size
 DYNAMIC_BATCH_INPUT = "ascend_mbatch_shape_data"
 MEMCPY_HOST_TO_DEVICE = 1
 MEMCPY_DEVICE_TO_HOST = 2
+MEMCPY_DEVICE_TO_DEVICE = 3
+#: numpy's type number for int8 (NPY_BYTE), what CANN 5's ptr_to_numpy is asked for
+NPY_BYTE = 1
 #: aclDataType -> numpy
 ACL_DTYPES = {0: np.float32, 1: np.float16, 3: np.int32, 9: np.int64}
-#: a few aclError names (acl_base.h), for messages
-ACL_ERROR_NAMES = {
-    100000: "ACL_ERROR_INVALID_PARAM",
-    100001: "ACL_ERROR_UNINITIALIZE",
-    100002: "ACL_ERROR_REPEAT_INITIALIZE",
-    100003: "ACL_ERROR_INVALID_FILE",
-    100011: "ACL_ERROR_INVALID_MODEL_ID",
-    100013: "ACL_ERROR_PARSE_MODEL",
-    100014: "ACL_ERROR_READ_MODEL_FAILURE",
-    100017: "ACL_ERROR_MODEL_INPUT_NOT_MATCH",
-    100018: "ACL_ERROR_MODEL_OUTPUT_NOT_MATCH",
-    100019: "ACL_ERROR_MODEL_NOT_DYNAMIC",
-    100037: "ACL_ERROR_REPEAT_FINALIZE",
-    107001: "ACL_ERROR_RT_INVALID_DEVICEID",
-    200000: "ACL_ERROR_BAD_ALLOC",
-}
-ACL_ERROR_REPEAT_INITIALIZE = 100002
 
-
-class AclCallError(LstmExpError):
-    """A pyacl call returned a non-zero error code."""
+__all__ = ["AclBackend", "AclCallError", "import_acl", "om_build_record"]
 
 
 def import_acl() -> ModuleType:
@@ -68,13 +62,50 @@ def import_acl() -> ModuleType:
         ) from exc
 
 
-def _error_text(code: int) -> str:
-    name = ACL_ERROR_NAMES.get(code)
-    return f"{code} ({name})" if name else str(code)
+def om_build_record(om_path: Path, cfg: AclBackendConfig) -> dict[str, Any]:
+    """What the OM was built for: from the atc command recorded beside it, else from the config."""
+    cmd = recorded_command(om_path)
+    if cmd is None:
+        return {"soc_version": cfg.atc.soc_version, "precision": cfg.atc.precision, "gears": None, "source": "backend.atc config"}
+    return {"soc_version": soc_version_of(cmd) or cfg.atc.soc_version, "precision": precision_of(cmd),
+            "gears": gears_of(cmd), "source": str(Path(om_path).parent / "atc_command.txt")}
+
+
+def check_chip(om_path: Path, om_soc: str, om_source: str, chip: str | None) -> None:
+    """Refuse an OM built for another chip (atc needs the exact name ``npu-smi info`` shows)."""
+    if chip and chip != om_soc:
+        raise ConfigError(
+            f"OM {om_path} was built for {om_soc} (--soc_version in {om_source}) but this device is {chip} "
+            f"(acl.get_soc_name): convert again with backend.atc.soc_version={chip}"
+        )
+
+
+def host_pointer(acl: ModuleType, array: np.ndarray) -> tuple[int, Any]:
+    """A host pointer to ``array``'s bytes and the object that must stay alive while it is used."""
+    if hasattr(acl.util, "bytes_to_ptr"):  # CANN >= 6.0.1
+        data = array.tobytes()
+        return acl.util.bytes_to_ptr(data), data
+    if hasattr(acl.util, "numpy_to_ptr"):  # CANN 5.x
+        owned = np.ascontiguousarray(array).copy()
+        return acl.util.numpy_to_ptr(owned), owned
+    raise AclCallError("acl.util has neither bytes_to_ptr (CANN >= 6.0.1) nor numpy_to_ptr (CANN 5.x): check the CANN install")
+
+
+def host_bytes(acl: ModuleType, ptr: int, nbytes: int) -> np.ndarray:
+    """A copy of ``nbytes`` of host memory at ``ptr`` as uint8."""
+    if hasattr(acl.util, "ptr_to_bytes"):  # CANN >= 6.0.1
+        return np.frombuffer(acl.util.ptr_to_bytes(ptr, nbytes), dtype=np.uint8)
+    if hasattr(acl.util, "ptr_to_numpy"):  # CANN 5.x: a view of the memory; copy before it is freed
+        return np.array(acl.util.ptr_to_numpy(ptr, (nbytes,), NPY_BYTE), copy=True).view(np.uint8)
+    raise AclCallError("acl.util has neither ptr_to_bytes (CANN >= 6.0.1) nor ptr_to_numpy (CANN 5.x): check the CANN install")
+
+
+def pointer_api(acl: ModuleType) -> str:
+    return "bytes_to_ptr" if hasattr(acl.util, "bytes_to_ptr") else "numpy_to_ptr"
 
 
 class AclBackend(Backend):
-    """pyacl on one Ascend device; ``load`` takes the OM file the convert stage wrote."""
+    """An OM on one Ascend device through pyacl (or ais_bench); ``load`` takes the convert stage's OM."""
 
     name = "acl"
     artifact_kind = "om"
@@ -82,13 +113,12 @@ class AclBackend(Backend):
     def __init__(self, cfg: AclBackendConfig | None = None) -> None:
         self.cfg = cfg or AclBackendConfig()
         self._acl: ModuleType | None = None
+        self._ais: Any = None  # an ais_bench_runtime.AisBenchModel when backend.runtime=ais_bench
         self._reset_handles()
 
     # ------------------------------------------------------------------ helpers
     def _reset_handles(self) -> None:
-        self._owns_init = False
-        self._device_set = False
-        self._context: Any = None
+        self._device_held = False
         self._stream: Any = None
         self._model_id: int | None = None
         self._desc: Any = None
@@ -98,6 +128,8 @@ class AclBackend(Backend):
         self._device_ptrs: list[int] = []
         self._host_ptrs: list[int] = []
         self._om_path: Path | None = None
+        self._om_record: dict[str, Any] = {}
+        self._chip: str | None = None
         self._gears: list[int] = []  # empty: static OM
         self._om_batch = 0
         self._sample_dims: tuple[int, ...] = ()
@@ -108,11 +140,13 @@ class AclBackend(Backend):
         self._input_dev = 0
         self._output_dev = 0
         self._output_host = 0
+        self._copy_in = MEMCPY_HOST_TO_DEVICE
+        self._copy_out = MEMCPY_DEVICE_TO_HOST
 
     def _check(self, call: str, ret: int) -> None:
         if ret != 0:
             raise AclCallError(
-                f"{call} failed with error code {_error_text(ret)} (OM {self._om_path}, device {self.cfg.device_id}); "
+                f"{call} failed with error code {error_text(ret)} (OM {self._om_path}, device {self.cfg.device_id}); "
                 "see the CANN log (export ASCEND_SLOG_PRINT_TO_STDOUT=1, or ~/ascend/log)"
             )
 
@@ -126,12 +160,28 @@ class AclBackend(Backend):
         path = Path(artifact)
         if not path.is_file():
             raise ConfigError(f"OM file {path} does not exist: run stage=convert (atc) first or point at an existing .om")
-        acl = import_acl()
         self.close()
+        if self.cfg.runtime == "ais_bench":
+            from lstm_exp.backends.acl.ais_bench_runtime import AisBenchModel
+
+            record = om_build_record(path, self.cfg)
+            self._ais = AisBenchModel(self.cfg.device_id, path, record["gears"])
+            self._om_path, self._om_record = path, record
+            self._gears, self._om_batch, self._sample_dims = self._ais.gears, self._ais.om_batch, self._ais.sample_dims
+            return
+        acl = import_acl()
         self._acl = acl
         self._om_path = path
+        self._om_record = om_build_record(path, self.cfg)
         try:
-            self._open_device(acl)
+            acl_runtime.acquire(acl, self.cfg.device_id)
+            self._device_held = True
+            get_soc_name = getattr(acl, "get_soc_name", None)
+            self._chip = str(get_soc_name()) if get_soc_name is not None else None
+            check_chip(path, self._om_record["soc_version"], self._om_record["source"], self._chip)
+            if acl_runtime.run_mode(acl) == ACL_DEVICE:  # the program runs on the device: all memory is device memory
+                self._copy_in = self._copy_out = MEMCPY_DEVICE_TO_DEVICE
+            self._stream = self._value("acl.rt.create_stream", acl.rt.create_stream())
             self._load_model(acl, path)
             self._allocate(acl)
         except BaseException:
@@ -140,18 +190,6 @@ class AclBackend(Backend):
             except AclCallError:
                 pass  # the load failure is the error to report
             raise
-
-    def _open_device(self, acl: ModuleType) -> None:
-        ret = acl.init()
-        if ret == ACL_ERROR_REPEAT_INITIALIZE:
-            self._owns_init = False  # initialised elsewhere in this process: leave finalize to its owner
-        else:
-            self._check("acl.init", ret)
-            self._owns_init = True
-        self._check("acl.rt.set_device", acl.rt.set_device(self.cfg.device_id))
-        self._device_set = True
-        self._context = self._value("acl.rt.create_context", acl.rt.create_context(self.cfg.device_id))
-        self._stream = self._value("acl.rt.create_stream", acl.rt.create_stream())
 
     def _load_model(self, acl: ModuleType, path: Path) -> None:
         self._model_id = self._value("acl.mdl.load_from_file", acl.mdl.load_from_file(str(path)))
@@ -218,8 +256,7 @@ class AclBackend(Backend):
         return self._om_batch
 
     def run(self, x: np.ndarray) -> RunOutput:
-        acl = self._acl
-        if acl is None or self._model_id is None:
+        if self._ais is None and (self._acl is None or self._model_id is None):
             raise RuntimeError("AclBackend.run before load (or after close)")
         x = np.asarray(x)
         if x.ndim != 3 or tuple(x.shape[1:]) != self._sample_dims:
@@ -231,9 +268,21 @@ class AclBackend(Backend):
         run_batch = self._run_batch(batch)
         feed = np.zeros((run_batch, *self._sample_dims), dtype=np.float32)
         feed[:batch] = x
-        data = feed.tobytes()
-        host_ptr = acl.util.bytes_to_ptr(data)
-        self._check("acl.rt.memcpy", acl.rt.memcpy(self._input_dev, self._input_size, host_ptr, len(data), MEMCPY_HOST_TO_DEVICE))
+        if self._ais is not None:
+            out, infer_ms = self._ais.run(feed)
+        else:
+            out, infer_ms = self._execute(feed)
+        if out.ndim != 3 or out.shape[1] != run_batch:
+            raise ConfigError(f"OM {self._om_path} output dims {list(out.shape)} are not [T', {run_batch}, C]: export the time-major recipe model")
+        return RunOutput(log_probs=np.array(out[:, :batch], dtype=np.float32), infer_ms=infer_ms)
+
+    def _execute(self, feed: np.ndarray) -> tuple[np.ndarray, float]:
+        acl = self._acl
+        run_batch = feed.shape[0]
+        host_ptr, keep_alive = host_pointer(acl, feed)
+        nbytes_in = feed.nbytes
+        self._check("acl.rt.memcpy", acl.rt.memcpy(self._input_dev, self._input_size, host_ptr, nbytes_in, self._copy_in))
+        del keep_alive
         if self._gears:
             self._check(
                 "acl.mdl.set_dynamic_batch_size",
@@ -243,7 +292,6 @@ class AclBackend(Backend):
         ret = acl.mdl.execute(self._model_id, self._input_ds, self._output_ds)
         infer_ms = (time.perf_counter() - start) * 1000.0
         self._check("acl.mdl.execute", ret)
-        del data
         dims = list(self._value("acl.mdl.get_cur_output_dims", acl.mdl.get_cur_output_dims(self._desc, 0))["dims"])
         dtype_code = acl.mdl.get_output_data_type(self._desc, 0)
         if dtype_code not in ACL_DTYPES:
@@ -253,16 +301,20 @@ class AclBackend(Backend):
         if nbytes > self._output_size:
             raise AclCallError(f"output dims {dims} need {nbytes} bytes, more than the {self._output_size} the OM reported")
         self._check(
-            "acl.rt.memcpy", acl.rt.memcpy(self._output_host, self._output_size, self._output_dev, nbytes, MEMCPY_DEVICE_TO_HOST)
+            "acl.rt.memcpy", acl.rt.memcpy(self._output_host, self._output_size, self._output_dev, nbytes, self._copy_out)
         )
-        out = np.frombuffer(acl.util.ptr_to_bytes(self._output_host, nbytes), dtype=dtype).reshape(dims)
-        if out.ndim != 3 or out.shape[1] != run_batch:
-            raise ConfigError(f"OM {self._om_path} output dims {dims} are not [T', {run_batch}, C]: export the time-major recipe model")
-        return RunOutput(log_probs=np.array(out[:, :batch], dtype=np.float32), infer_ms=infer_ms)
+        out = host_bytes(acl, self._output_host, nbytes).view(dtype).reshape(dims)
+        return out, infer_ms
 
     # ------------------------------------------------------------------ close
     def close(self) -> None:
-        """Tear down in pyacl's documented order; safe to call twice, also after a failed load."""
+        """Release what this job took, in pyacl's documented order; device, context and ACL stay
+        with the process (:mod:`.acl_runtime`).  Safe to call twice, also after a failed load."""
+        if self._ais is not None:
+            ais, self._ais = self._ais, None
+            self._reset_handles()
+            ais.close()
+            return
         acl = self._acl
         if acl is None:
             return
@@ -270,7 +322,7 @@ class AclBackend(Backend):
 
         def step(call: str, ret: int) -> None:
             if ret != 0:
-                failures.append(f"{call} returned {_error_text(ret)}")
+                failures.append(f"{call} returned {error_text(ret)}")
 
         for buf in self._data_buffers:
             step("acl.destroy_data_buffer", acl.destroy_data_buffer(buf))
@@ -287,23 +339,27 @@ class AclBackend(Backend):
             step("acl.rt.free_host", acl.rt.free_host(ptr))
         if self._stream:
             step("acl.rt.destroy_stream", acl.rt.destroy_stream(self._stream))
-        if self._context:
-            step("acl.rt.destroy_context", acl.rt.destroy_context(self._context))
-        if self._device_set:
-            step("acl.rt.reset_device", acl.rt.reset_device(self.cfg.device_id))
-        if self._owns_init:
-            step("acl.finalize", acl.finalize())
+        if self._device_held:
+            acl_runtime.release(self.cfg.device_id)
         self._acl = None
         self._reset_handles()
         if failures:
             raise AclCallError("ACL teardown failed: " + "; ".join(failures))
 
     def describe(self) -> dict[str, str]:
-        tags = {"backend": self.name, "device": f"npu:{self.cfg.device_id}", "soc_version_config": self.cfg.atc.soc_version}
+        record = self._om_record or {"soc_version": self.cfg.atc.soc_version, "precision": self.cfg.atc.precision}
+        tags = {
+            "backend": self.name,
+            "device": f"npu:{self.cfg.device_id}",
+            "acl.runtime": self.cfg.runtime,
+            "om.soc_version": str(record["soc_version"]),
+            "om.precision": str(record["precision"]),
+        }
         if self._acl is not None:
-            get_soc_name = getattr(self._acl, "get_soc_name", None)
-            if get_soc_name is not None:
-                tags["soc"] = str(get_soc_name())
+            tags["soc"] = self._chip or "unknown (no acl.get_soc_name)"
+            tags["acl.pointer_api"] = pointer_api(self._acl)
+            tags["acl.run_mode"] = "ACL_DEVICE" if self._copy_in == MEMCPY_DEVICE_TO_DEVICE else "ACL_HOST"
+        if self._acl is not None or self._ais is not None:
             tags["om_batch"] = ",".join(map(str, self._gears)) if self._gears else str(self._om_batch)
             tags["om_dynamic_batch"] = str(bool(self._gears))
         return tags
