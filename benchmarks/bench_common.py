@@ -23,10 +23,11 @@ def compose_experiment(overrides: Sequence[str], workdir: Path) -> Any:
 
     from conf_schemas import register_configs
     from lstm_exp.app import validate
+    from lstm_exp.config_path import config_dir
 
     register_configs()
     GlobalHydra.instance().clear()
-    with initialize_config_dir(version_base="1.3", config_dir=str(ROOT / "configs")):
+    with initialize_config_dir(version_base="1.3", config_dir=str(config_dir())):
         cfg = compose("config", overrides=[f"paths.root={workdir}", "tracking=none", "progress=false", *overrides])
     GlobalHydra.instance().clear()
     return validate(cfg)

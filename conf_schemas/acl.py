@@ -51,26 +51,27 @@ ATC_DEFAULT_PRECISION = "force_fp16"
 ACL_RUNTIMES = ("pyacl", "ais_bench")
 
 
-#: ATC --precision_mode values -> the precision a variant names; ATC's default on Ascend310 is force_fp16
-ATC_PRECISION_MODES = {
-    "force_fp16": "fp16",
-    "allow_fp32_to_fp16": "mixed",
-    "allow_mix_precision": "mixed",
-    "must_keep_origin_dtype": "fp32",
-    "force_fp32": "fp32",
+#: atc --precision_mode / --precision_mode_v2 values -> the precision a variant names
+#: (``acl-om-<precision>``); ATC's default on Ascend 310 is force_fp16 -> fp16
+VARIANT_PRECISION = {
+    "force_fp16": "fp16", "force_fp32": "fp32", "must_keep_origin_dtype": "fp32", "allow_fp32_to_fp16": "mixed",
+    "allow_mix_precision": "mixed", "allow_mix_precision_fp16": "mixed", "allow_mix_precision_bf16": "mixed",
+    "allow_fp32_to_bf16": "mixed", "cube_fp16in_fp32out": "mixed",
 }
-ATC_DEFAULT_PRECISION_MODE = "force_fp16"
+VARIANT_PRECISION_V2 = {"fp16": "fp16", "origin": "fp32", "cube_fp16in_fp32out": "mixed", "mixed_float16": "mixed",
+                        "mixed_bfloat16": "mixed", "cube_hif8": "hif8", "mixed_hif8": "mixed"}
 
 
 def acl_precision(atc: "AtcConfig") -> tuple[str, str]:
-    """``(precision_mode, precision)`` an ATC conversion uses: ``atc.precision_mode`` when the
-    schema has it, else a ``--precision_mode=`` in ``atc.extra_args``, else ATC's default."""
+    """``(precision mode as atc is given it, precision the variant names)`` for an ATC conversion:
+    ``atc.precision_mode``, else ``v2:<atc.precision_mode_v2>``, else ATC's default force_fp16."""
     mode = getattr(atc, "precision_mode", None)
-    for arg in getattr(atc, "extra_args", ()):
-        if mode is None and arg.startswith("--precision_mode="):
-            mode = arg.split("=", 1)[1]
-    mode = mode or ATC_DEFAULT_PRECISION_MODE
-    return mode, ATC_PRECISION_MODES.get(mode, mode.replace("_", ""))
+    if mode:
+        return mode, VARIANT_PRECISION.get(mode, "mixed")
+    mode_v2 = getattr(atc, "precision_mode_v2", None)
+    if mode_v2:
+        return f"v2:{mode_v2}", VARIANT_PRECISION_V2.get(mode_v2, "mixed")
+    return ATC_DEFAULT_PRECISION, "fp16"
 
 
 def _raise_all(summary: str, faults: list[str]) -> None:

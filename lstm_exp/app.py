@@ -38,7 +38,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from conf_schemas import register_configs
 from lstm_exp.config_path import config_dir
-from lstm_exp.errors import ConfigError, LstmExpError, MissingDependencyError
+from lstm_exp.errors import ConfigError, LstmExpError
 from lstm_exp.tracking.mlflow_run import MlflowRun, default_tracking_uri, select_params
 
 log = logging.getLogger("lstm_exp")

@@ -55,7 +55,9 @@ def test_onnxruntime_parity_with_torch_on_the_same_batches(job):
 def test_acl_converts_the_checked_static_export_and_matches_onnxruntime(job, simulated_acl):
     ort_exp, ort_pipeline = job("infer.pad_to=390")
     ort_result, _ = evaluate_job(ort_exp, ort_pipeline)
-    exp, pipeline = job("backend=acl", f"backend.atc.atc_path={ACL_SIM / 'fake_atc'}", "infer.parity=true")
+    # an fp32 OM: ATC's default (force_fp16) computes in fp16, which the simulator rounds to
+    exp, pipeline = job("backend=acl", f"backend.atc.atc_path={ACL_SIM / 'fake_atc'}", "backend.atc.precision_mode=force_fp32",
+                        "infer.parity=true")
     result, tags = evaluate_job(exp, pipeline)
     export = pipeline.summaries["export"]
     assert export["dynamic"] is False and (export["batch"], export["frames"]) == (4, 390)
@@ -63,8 +65,8 @@ def test_acl_converts_the_checked_static_export_and_matches_onnxruntime(job, sim
     convert = pipeline.summaries["convert"]
     assert convert["onnx"] == str(pipeline.onnx_path)  # ATC converted that very file
     assert f"--model={pipeline.onnx_path.resolve()}" in (pipeline.om_path.parent / "atc_command.txt").read_text()
-    assert convert["precision_mode"] == "force_fp16" and tags["variant"] == "acl-om-fp16"
-    assert tags["convert.precision_mode"] == "force_fp16"
+    assert convert["precision_mode"] == "force_fp32" and tags["variant"] == "acl-om-fp32"
+    assert tags["convert.precision_mode"] == "force_fp32"
     assert result.metrics["per"] == pytest.approx(ort_result.metrics["per"], abs=1e-9)
     assert result.metrics["parity_per_delta"] == pytest.approx(0.0, abs=1e-9)
     assert pipeline.keys["export"] != ort_pipeline.keys["export"]  # the static export is its own entry

@@ -26,7 +26,7 @@ VARIANTS = [
       for device, precision in [("cpu", "fp32"), ("cpu", "int8"), ("cuda", "fp32"), ("cuda", "fp16"),
                                 ("tensorrt", "fp32"), ("tensorrt", "fp16"), ("cann", "fp32"), ("cann", "fp16")]],
     ("acl-om-fp16", ["backend=acl"]),
-    ("acl-om-fp32", ["backend=acl", "backend.atc.extra_args=['--precision_mode=must_keep_origin_dtype']"]),
+    ("acl-om-fp32", ["backend=acl", "backend.atc.precision_mode=must_keep_origin_dtype"]),
 ]
 
 
