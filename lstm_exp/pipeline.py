@@ -233,12 +233,13 @@ class Pipeline:
     @cached_property
     def precision_onnx_path(self) -> Path:
         from lstm_exp.backends.onnxruntime.plugin import converted_precision
-        from lstm_exp.model.export import convert_precision, max_abs_diff_onnx
+        from lstm_exp.model.export import INT8_OPS, convert_precision, max_abs_diff_onnx
 
         backend = self.exp.backend
         precision = converted_precision(backend)
         source = self.onnx_path
-        config = {"precision": precision}
+        # what decides the converted file: the precision and, for int8, the ops quantized
+        config = {"precision": precision, **({"ops": list(INT8_OPS)} if precision == "int8" else {})}
 
         def build(tmp: Path) -> dict:
             path = convert_precision(source, tmp / "model.onnx", precision)
