@@ -81,6 +81,11 @@ def _against_batch(reports, value, ref_value, ylabel: str, title: str, path: Pat
         for x, y in zip(xs, ys):
             ax.annotate(f"{y:g}", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
     ax.set_xscale("log", base=2)
+    batches = sorted({x for points in series.values() for x, _ in points} | {p.batch for p in refs})
+    if batches:
+        ax.set_xticks(batches)
+        ax.set_xticklabels([str(b) for b in batches])
+        ax.minorticks_off()
     ax.set_xlabel("batch size (utterances)")
     ax.set_ylabel(ylabel)
     note = "" if refs else " (no guide figure matches these variants)"

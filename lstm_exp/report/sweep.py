@@ -30,6 +30,11 @@ COLUMNS = (
 )
 
 
+def sweep_title(parent_name: str, overrides: str) -> str:
+    """The table's heading: the same from the sweep callback and from ``python -m lstm_exp.report``."""
+    return f"sweep {parent_name}: {overrides}"
+
+
 def _num(value: Optional[float], digits: int = 2) -> str:
     return "" if value is None else f"{value:.{digits}f}"
 

@@ -80,6 +80,10 @@ def _tracking_settings(config: DictConfig) -> tuple[bool, str, str]:
     return enabled, uri, str(tracking.get("experiment_name", "lstm_exp"))
 
 
+def parent_run_name(sweep_dir: Path) -> str:
+    return f"sweep-{sweep_dir.parent.name}-{sweep_dir.name}"
+
+
 def _sweep_dir(config: DictConfig) -> Path:
     return Path(str(config.hydra.sweep.dir)).resolve()
 
@@ -113,7 +117,7 @@ class SweepCallback(Callback):
         mlflow_client = client(uri)
         experiment_id = ensure_experiment(mlflow_client, experiment_name)
         overrides = " ".join(config.hydra.overrides.task)
-        run = mlflow_client.create_run(experiment_id, run_name=f"sweep-{sweep_dir.parent.name}-{sweep_dir.name}", tags={
+        run = mlflow_client.create_run(experiment_id, run_name=parent_run_name(sweep_dir), tags={
             ROLE_TAG: "sweep", OVERRIDES_TAG: overrides, "lstm_exp.sweep_dir": str(sweep_dir),
             "lstm_exp.launcher": launcher, "lstm_exp.concurrent_jobs": str(concurrent),
             "command": f"python -m lstm_exp {overrides} -m",
@@ -126,12 +130,12 @@ class SweepCallback(Callback):
         print(f"lstm_exp: sweep parent run {run.info.run_id} in {experiment_name} ({uri})")
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        from lstm_exp.report.sweep import SweepSummary
+        from lstm_exp.report.sweep import SweepSummary, sweep_title
 
         sweep_dir = _sweep_dir(config)
         enabled, uri, experiment_name = _tracking_settings(config)
         dirs = job_dirs(sweep_dir)
-        title = f"sweep {sweep_dir.parent.name}/{sweep_dir.name}: {' '.join(config.hydra.overrides.task)}"
+        title = sweep_title(parent_run_name(sweep_dir), " ".join(config.hydra.overrides.task))
         if enabled and self.parent_run_id:
             from lstm_exp.tracking.store import client, sweep_reports
 
