@@ -129,7 +129,7 @@ def run_job(cfg: DictConfig) -> Optional[float]:
         "hydra.job_dir": str(job_dir),
         "command": "python -m lstm_exp " + overrides + (" -m" if multirun else ""),
         "stage": str(plain.get("stage")),
-        "lstm_exp.launcher": launcher, "lstm_exp.concurrent_jobs": str(concurrent),
+        "lstm_exp.launcher": launcher, "lstm_exp.concurrent_jobs": concurrent,
     }
     if multirun:
         tags.update({JOB_NUM_TAG: str(job_num), "sweep_dir": str(Path(hydra_cfg.sweep.dir).resolve())})

@@ -54,16 +54,16 @@ class SweepParent:
         return None
 
 
-def launcher_info(launcher_cfg: Any) -> tuple[str, int]:
-    """(launcher name, jobs that run at the same time on this machine)."""
+def launcher_info(launcher_cfg: Any) -> tuple[str, str]:
+    """(launcher name, how many jobs run at the same time on one machine: "1", "<n>" or "all")."""
     target = str(launcher_cfg.get("_target_", "")) if launcher_cfg is not None else ""
     name = target.rsplit(".", 1)[-1] or "BasicLauncher"
-    concurrent = 1
+    concurrent = "1"
     if "joblib" in target.lower():
         n_jobs = int(launcher_cfg.get("n_jobs", -1) or -1)
-        concurrent = n_jobs if n_jobs > 0 else max((os.cpu_count() or 1) + 1 + n_jobs, 1)
+        concurrent = str(n_jobs if n_jobs > 0 else max((os.cpu_count() or 1) + 1 + n_jobs, 1))
     elif "submitit" in target.lower() and "Local" in target:
-        concurrent = int(launcher_cfg.get("array_parallelism", 1) or 1)
+        concurrent = "all"  # submitit's local executor starts every job of the sweep at once
     return name, concurrent
 
 
@@ -107,7 +107,7 @@ class SweepCallback(Callback):
         sweep_dir.mkdir(parents=True, exist_ok=True)
         (sweep_dir / PARENT_FILE).unlink(missing_ok=True)
         launcher, concurrent = launcher_info(config.hydra.get("launcher"))
-        if concurrent > 1:
+        if concurrent != "1":
             print(f"lstm_exp: warning: {launcher} runs {concurrent} jobs at once on this machine: they share its "
                   "cores, so latency and throughput figures are distorted (tag lstm_exp.concurrent_jobs); "
                   "time with the basic launcher", file=sys.stderr)
@@ -119,7 +119,7 @@ class SweepCallback(Callback):
         overrides = " ".join(config.hydra.overrides.task)
         run = mlflow_client.create_run(experiment_id, run_name=parent_run_name(sweep_dir), tags={
             ROLE_TAG: "sweep", OVERRIDES_TAG: overrides, "lstm_exp.sweep_dir": str(sweep_dir),
-            "lstm_exp.launcher": launcher, "lstm_exp.concurrent_jobs": str(concurrent),
+            "lstm_exp.launcher": launcher, "lstm_exp.concurrent_jobs": concurrent,
             "command": f"python -m lstm_exp {overrides} -m",
         })
         self.parent_run_id = run.info.run_id

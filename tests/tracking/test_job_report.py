@@ -100,8 +100,9 @@ def test_fingerprint_ignores_run_only_keys_and_sees_the_rest():
 
 
 @pytest.mark.parametrize("target, n_jobs, expected", [
-    ("hydra._internal.core_plugins.basic_launcher.BasicLauncher", None, 1),
-    ("hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher", 2, 2),
+    ("hydra._internal.core_plugins.basic_launcher.BasicLauncher", None, "1"),
+    ("hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher", 2, "2"),
+    ("hydra_plugins.hydra_submitit_launcher.submitit_launcher.LocalLauncher", None, "all"),
 ])
 def test_launcher_info_counts_concurrent_jobs(target, n_jobs, expected):
     from omegaconf import OmegaConf
