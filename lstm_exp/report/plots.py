@@ -126,9 +126,9 @@ def _per_bars(reports: Sequence[JobReport], path: Path) -> Path:
         ax.bar(xs, heights, width, yerr=[lo, hi], capsize=3, label=f"decode={decode}")
     ax.set_xticks([i + width * (len(decodes) - 1) / 2 for i in range(len(variants))])
     ax.set_xticklabels(variants, rotation=15, fontsize=8)
-    ax.set_ylabel("PER % (the guide's \"WER\"); bar: mean over batch sizes, whiskers: min-max")
-    ax.yaxis.label.set_size(8)
-    ax.set_title("phone error rate per variant and decode type", fontsize=10)
+    ax.set_ylabel("PER % (the guide's \"WER\")")
+    ax.set_title("phone error rate per variant and decode type\n(bar: mean over batch sizes; whiskers: min to max)",
+                 fontsize=10)
     ax.grid(True, axis="y", alpha=0.3)
     if groups:
         ax.legend(fontsize=8)
