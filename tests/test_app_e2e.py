@@ -21,6 +21,7 @@ pytest.importorskip("espeakng_loader")
 
 
 ACL_SIM = Path(__file__).resolve().parent / "acl_sim"
+REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 SWEEP = ("experiment=smoke", "backend=torch,onnxruntime", "batch=1,4", "progress=false", "-m")
@@ -29,8 +30,8 @@ SWEEP = ("experiment=smoke", "backend=torch,onnxruntime", "batch=1,4", "progress
 def _run(cwd: Path, *args: str, check: bool = True, pythonpath: str | None = None,
          module: str = "lstm_exp") -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "LSTM_EXP_PARENT_RUN_ID")}
-    if pythonpath:
-        env["PYTHONPATH"] = pythonpath
+    if pythonpath:  # before this checkout, never instead of it (else an installed lstm_exp is imported)
+        env["PYTHONPATH"] = os.pathsep.join([pythonpath, str(REPO_ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     proc = subprocess.run(
         [sys.executable, "-m", module, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=900
     )
