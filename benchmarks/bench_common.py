@@ -22,7 +22,7 @@ def compose_experiment(overrides: Sequence[str], workdir: Path) -> Any:
     from hydra.core.global_hydra import GlobalHydra
 
     from conf_schemas import register_configs
-    from lstm_exp.app import validate
+    from lstm_exp.experiment import validate
     from lstm_exp.config_path import config_dir
 
     register_configs()
@@ -35,7 +35,7 @@ def compose_experiment(overrides: Sequence[str], workdir: Path) -> Any:
 
 def pipeline_for(exp: Any):
     """The job's Pipeline with every stage before infer built (or found in the cache)."""
-    from lstm_exp.app import preflight
+    from lstm_exp.experiment import preflight
     from lstm_exp.pipeline import Pipeline
 
     preflight(exp)

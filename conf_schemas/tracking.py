@@ -18,7 +18,7 @@ class TrackingConfig:
     enabled: bool = True
     tracking_uri: Optional[str] = None
     experiment_name: str = "lstm_exp"
-    #: null: "<backend>-b<batch>-<split>"
+    #: null: "<variant>-b<batch>-<split>", e.g. onnxruntime-cpu-fp32-b16-dev
     run_name: Optional[str] = None
     #: per-utterance table and composed config as artefacts
     log_artifacts: bool = True

@@ -20,11 +20,16 @@ Only some stages, the composed config, the groups::
     python -m lstm_exp --help
 
 Errors that are the user's (a bad value, a missing file or tool) print one line, end the MLflow
-run FAILED and exit non-zero; in a sweep the other jobs still run and the sweep exits non-zero.
+run FAILED and exit non-zero; in a sweep the other jobs still run and the sweep exits non-zero
+(``lstm_exp.tracking.sweep.SweepCallback`` reads every job's status back at the end).
+
+This module is the Hydra main only: compose, call :func:`lstm_exp.experiment.run_experiment`,
+record its :class:`~lstm_exp.report.JobReport` (MLflow, job folder, printed summary).  A sweep
+skips a job whose identical configuration already FINISHED in the store (``force=true``
+recomputes).
 """
 from __future__ import annotations
 
-import json
 import logging
 import sys
 from pathlib import Path
@@ -38,37 +43,19 @@ from omegaconf.errors import OmegaConfBaseException
 
 from conf_schemas import register_configs
 from lstm_exp.config_path import config_dir
-from lstm_exp.errors import ConfigError, LstmExpError
+from lstm_exp.errors import LstmExpError
+from lstm_exp.experiment import identity_of, run_experiment, validate
+from lstm_exp.report.job import JobReport
+from lstm_exp.tracking.fingerprint import config_fingerprint
 from lstm_exp.tracking.mlflow_run import MlflowRun, default_tracking_uri, select_params
+from lstm_exp.tracking.store import ERROR_TAG, FINGERPRINT_TAG, JOB_NUM_TAG, OVERRIDES_TAG, ROLE_TAG
+from lstm_exp.tracking.sweep import SweepParent, launcher_info
 
 log = logging.getLogger("lstm_exp")
 
 CONFIG_DIR = config_dir()  # checkout: <repo>/configs; installed wheel: lstm_exp/configs
 
 register_configs()
-
-#: one line per failed job of this process (a sweep goes on, then exits non-zero)
-FAILED_JOBS: list[str] = []
-
-
-def validate(cfg: DictConfig) -> Any:
-    """The typed experiment (``conf_schemas.experiment.ExperimentConfig``): every ``__post_init__``
-    check runs here, before any stage."""
-    try:
-        return OmegaConf.to_object(cfg)
-    except LstmExpError:
-        raise
-    except OmegaConfBaseException as exc:
-        raise ConfigError(str(exc).splitlines()[0] + (f" (key: {exc.full_key})" if getattr(exc, "full_key", None) else "")) from exc
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(str(exc)) from exc
-
-
-def preflight(exp: Any) -> None:
-    """Fail fast on what would otherwise fail after minutes of training: the backend plugin's checks."""
-    from lstm_exp.backends.registry import plugin_for
-
-    plugin_for(exp.backend.name).preflight(exp.backend)
 
 
 def _tracker(cfg: DictConfig) -> MlflowRun:
@@ -84,42 +71,119 @@ def _plain_config(cfg: DictConfig) -> dict:
         return OmegaConf.to_container(cfg, resolve=False)
 
 
+def _identity_from_plain(plain: dict) -> dict:
+    """Which job it is when the config did not validate (for the FAILED run's name and row)."""
+    backend = plain.get("backend") or {}
+    batch = plain.get("batch")
+    return {"variant": f"{backend.get('name')}-invalid-config", "backend": str(backend.get("name")),
+            "batch": batch if isinstance(batch, int) else None, "split": str((plain.get("split") or {}).get("name")),
+            "decode": str((plain.get("decode") or {}).get("type")), "model": str((plain.get("model") or {}).get("name")),
+            "data": str((plain.get("data") or {}).get("kind")), "stage": str(plain.get("stage"))}
+
+
+def _reuse_earlier(tracker: MlflowRun, fingerprint: str, parent: Optional[SweepParent], job_num: int,
+                   job_dir: Path, overrides: str) -> Optional[JobReport]:
+    """In a sweep: the report of an earlier FINISHED run with the same fingerprint, linked from the
+    new parent run (tag ``lstm_exp.reused.<job num>``), or None."""
+    from lstm_exp.tracking.store import REUSED_PREFIX, client, ensure_experiment, find_finished_run, report_from_run
+
+    mlflow_client = client(tracker.tracking_uri)
+    earlier = find_finished_run(mlflow_client, ensure_experiment(mlflow_client, tracker.experiment_name), fingerprint)
+    if earlier is None:
+        return None
+    report = report_from_run(earlier, status="REUSED", job_num=job_num)
+    report.reused_from, report.overrides, report.job_dir = earlier.info.run_id, overrides, str(job_dir)
+    if parent is not None:
+        mlflow_client.set_tag(parent.run_id, f"{REUSED_PREFIX}{job_num}", earlier.info.run_id)
+    print(f"lstm_exp: skip job {job_num} ({overrides or 'defaults'}): identical config FINISHED as run "
+          f"{earlier.info.run_id} ({earlier.info.run_name}); force=true recomputes")
+    return report
+
+
 def run_job(cfg: DictConfig) -> Optional[float]:
-    """One Hydra job: validate, run the stages, track; returns the PER (for sweepers)."""
+    """One Hydra job: validate, run (or reuse) the experiment, record its report; returns the PER."""
     hydra_cfg = HydraConfig.get()
     job_dir = Path(hydra_cfg.runtime.output_dir)
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
+    overrides = " ".join(hydra_cfg.overrides.task)
+    job_num = int(hydra_cfg.job.num) if multirun else None
     plain = _plain_config(cfg)
     tracker = _tracker(cfg)
-    run_name = cfg.tracking.get("run_name") or f"{plain['backend'].get('name')}-b{plain.get('batch')}-{plain['split'].get('name')}"
-    tags = {
-        "hydra.job_dir": str(job_dir),
-        "hydra.overrides": " ".join(hydra_cfg.overrides.task),
-        "command": "python -m lstm_exp " + " ".join(hydra_cfg.overrides.task) + (" -m" if multirun else ""),
-        "stage": str(plain.get("stage")),
-    }
-    if multirun:
-        tags["sweep_dir"] = str(Path(hydra_cfg.sweep.dir).resolve())
-    tracker.start(run_name, select_params(plain), tags)
-    status = "FAILED"
+    fingerprint = config_fingerprint(plain)
+    exp, error = None, None
     try:
         exp = validate(cfg)
-        preflight(exp)
-        from lstm_exp.runner import execute
-
-        per = execute(exp, cfg, job_dir, tracker)
-        status = "FINISHED"
-        return per
     except LstmExpError as err:
+        error = err
+    identity = identity_of(exp) if exp is not None else _identity_from_plain(plain)
+    run_name = cfg.tracking.get("run_name") or f"{identity['variant']}-b{identity['batch']}-{identity['split']}"
+    parent = SweepParent.find(job_dir) if multirun else None
+    if (multirun and tracker.enabled and exp is not None and not exp.force and exp.stage in ("all", "infer")):
+        reused = _reuse_earlier(tracker, fingerprint, parent, job_num, job_dir, overrides)
+        if reused is not None:
+            reused.write(job_dir / "report.json")
+            print("\n".join(reused.summary_lines()))
+            return reused.accuracy.per
+    launcher, concurrent = launcher_info(hydra_cfg.get("launcher"))
+    tags = {
+        ROLE_TAG: "job", FINGERPRINT_TAG: fingerprint, OVERRIDES_TAG: overrides,
+        "hydra.job_dir": str(job_dir),
+        "command": "python -m lstm_exp " + overrides + (" -m" if multirun else ""),
+        "stage": str(plain.get("stage")),
+        "lstm_exp.launcher": launcher, "lstm_exp.concurrent_jobs": concurrent,
+    }
+    if multirun:
+        tags.update({JOB_NUM_TAG: str(job_num), "sweep_dir": str(Path(hydra_cfg.sweep.dir).resolve())})
+    params = {**select_params(plain), "variant": identity["variant"], "batching": identity.get("batching", ""),
+              "precision": identity.get("precision", "")}
+    tracker.start(run_name, params, tags, parent_run_id=parent.run_id if parent else None)
+    status = "FAILED"
+    try:
+        if error is not None:
+            raise error
+        report = run_experiment(cfg, job_dir, on_backend_ready=tracker.set_tags)
+        report.overrides, report.job_num, report.run_id, report.run_name = overrides, job_num, tracker.run_id, run_name
+        report.write(job_dir / "report.json")
+        _record(report, tracker, cfg, job_dir)
+        status = "FINISHED"
+        return report.accuracy.per
+    except LstmExpError as err:
+        line = str(err).splitlines()[0]
         message = f"lstm_exp: error: {err}"
         print(message, file=sys.stderr)
+        job_dir.mkdir(parents=True, exist_ok=True)
         (job_dir / "error.txt").write_text(message + "\n")
-        FAILED_JOBS.append(f"{' '.join(hydra_cfg.overrides.task) or '(defaults)'}: {str(err).splitlines()[0]}")
+        JobReport(**identity, status="FAILED", error=line, overrides=overrides, job_num=job_num,
+                  run_id=tracker.run_id, run_name=run_name, fingerprint=fingerprint,
+                  job_dir=str(job_dir)).write(job_dir / "report.json")
+        tracker.set_tags({ERROR_TAG: line[:5000]})
         if not multirun:
             raise SystemExit(1)
         return None
     finally:
         tracker.end(status)
+
+
+def _record(report: JobReport, tracker: MlflowRun, cfg: DictConfig, job_dir: Path) -> None:
+    """The report into MLflow (metrics, dataset input, artefacts) and onto stdout."""
+    tracker.log_metrics(report.metrics())
+    if report.dataset is not None:
+        tracker.log_dataset(report.dataset)
+    if report.accuracy.per is None:  # stage=<not infer>
+        tracker.set_tags({f"cache.{k}": v for k, v in report.stage_keys.items()})
+    if cfg.tracking.get("log_artifacts", True):
+        for name in ("config.yaml", "report.json", "utterances.tsv", "stages.json", "confusions.json"):
+            if (job_dir / name).is_file():
+                tracker.log_artifact(job_dir / name)
+        overrides = job_dir / ".hydra" / "overrides.yaml"
+        if overrides.is_file():
+            tracker.log_artifact(overrides, "hydra")
+    lines = report.summary_lines()
+    if tracker.run_id:
+        lines.append(f"MLflow run {tracker.run_id} ({tracker.experiment_name});  open the UI: {tracker.ui_command()}")
+    else:
+        lines.append("MLflow tracking disabled (tracking=none)")
+    print("\n".join(lines))
 
 
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="config")
@@ -128,34 +192,6 @@ def hydra_main(cfg: DictConfig) -> Optional[float]:
 
 
 def main() -> None:
-    """Console entry point (``python -m lstm_exp`` / ``lstm-exp``)."""
+    """Console entry point (``python -m lstm_exp`` / ``lstm-exp``); a sweep's exit status is set by
+    its callback (non-zero if any job failed)."""
     hydra_main()
-    if FAILED_JOBS:
-        print(f"lstm_exp: {len(FAILED_JOBS)} job(s) failed:", file=sys.stderr)
-        for line in FAILED_JOBS:
-            print(f"  {line}", file=sys.stderr)
-        raise SystemExit(1)
-
-
-def summary_lines(metrics: dict, exp: Any, tracker: MlflowRun) -> list[str]:
-    """The short, human summary printed at the end of every job."""
-    lines = [
-        f"== lstm_exp: backend={exp.backend.name} batch={exp.batch} split={exp.split.name} "
-        f"data={exp.data.kind} model={exp.model.name} decode={exp.decode.type} ==",
-        f"PER {metrics['per']:.2f}%  CER {metrics['cer']:.2f}%   "
-        f"(recipe-compatible: PER {metrics['per_recipe']:.2f}%, CER {metrics['cer_recipe']:.2f}%)   "
-        f"{int(metrics['utterances'])} utterances",
-        f"latency per batch, model only: p50 {metrics['infer_ms_p50']:.2f} ms  p90 {metrics['infer_ms_p90']:.2f}  "
-        f"p99 {metrics['infer_ms_p99']:.2f}  mean {metrics['infer_ms_mean']:.2f};  end to end p50 {metrics['e2e_ms_p50']:.2f} ms",
-        f"throughput {metrics['throughput_utt_s']:.1f} utt/s (model only)   RTF {metrics['rtf']:.4f}   "
-        f"decode {metrics['decode_ms_total'] / 1e3:.2f} s",
-    ]
-    if tracker.run_id:
-        lines.append(f"MLflow run {tracker.run_id} ({tracker.experiment_name});  open the UI: {tracker.ui_command()}")
-    else:
-        lines.append("MLflow tracking disabled (tracking=none)")
-    return lines
-
-
-def write_json(path: Path, obj: Any) -> None:
-    path.write_text(json.dumps(obj, indent=2, default=str) + "\n")

@@ -197,11 +197,13 @@ def evaluate(
     return EvaluationResult(metrics=metrics, rows=report.rows(), confusions=confusions, log_probs=kept)
 
 
-def evaluate_job(exp: Any, pipeline: Any) -> tuple[EvaluationResult, dict[str, str]]:
+def evaluate_job(exp: Any, pipeline: Any, examples: Optional[Sequence[Example]] = None
+                 ) -> tuple[EvaluationResult, dict[str, str]]:
     """One job's evaluation, asked of its backend plugin: the backend on the artefact its stages
     wrote, the split's batches from ``infer.batching``, the timing plan of ``infer``, and (with
     ``infer.parity``) torch fp32 on the same batches.  Returns the result and the run's tags
-    (``Backend.describe()`` plus variant, batching and what the stages recorded)."""
+    (``Backend.describe()`` plus variant, batching and what the stages recorded).  ``examples``:
+    the split as loaded by the caller (default: loaded here, cut to ``infer.max_utterances``)."""
     import torch
 
     from lstm_exp.backends.registry import plugin_for
@@ -212,9 +214,10 @@ def evaluate_job(exp: Any, pipeline: Any) -> tuple[EvaluationResult, dict[str, s
     artifact = pipeline.artifact()
     prepared = pipeline.prepared_dir
     units = pipeline.units
-    examples = load_split(prepared, exp.split.name, units, progress=exp.progress)
-    if exp.infer.max_utterances:
-        examples = examples[: exp.infer.max_utterances]
+    if examples is None:
+        examples = load_split(prepared, exp.split.name, units, progress=exp.progress)
+        if exp.infer.max_utterances:
+            examples = examples[: exp.infer.max_utterances]
     decoder = build_decoder(exp.decode, units, prepared / "lm_phone_bg.arpa")
     fbank = exp.data.fbank
     audio_s = audio_seconds_of(prepared, exp.split.name, [ex.utt_id for ex in examples],

@@ -12,7 +12,8 @@ from lstm_exp.app import validate
 from lstm_exp.errors import ConfigError
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
-GROUPS = sorted(p.name for p in CONFIG_DIR.iterdir() if p.is_dir())
+# configs/hydra holds Hydra's own groups (launcher presets), tested in tests/tracking/test_launcher_presets.py
+GROUPS = sorted(p.name for p in CONFIG_DIR.iterdir() if p.is_dir() and p.name != "hydra")
 
 
 def _options(group: str) -> list[str]:

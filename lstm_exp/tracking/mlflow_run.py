@@ -1,4 +1,4 @@
-"""One MLflow run per Hydra job.
+"""One MLflow run per Hydra job, nested under its sweep's parent run when there is one.
 
 Params are a whitelist of flattened config keys (MLflow limits params; the whole tree goes in
 as the ``config.yaml`` artefact).  A run that raises is ended FAILED.  The default store is
@@ -10,7 +10,10 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import TYPE_CHECKING, Any, Mapping, Optional
+
+if TYPE_CHECKING:
+    from lstm_exp.report.job import Dataset
 
 log = logging.getLogger(__name__)
 
@@ -68,18 +71,44 @@ class MlflowRun:
         self.run_id: Optional[str] = None
         self._mlflow = None
 
-    def start(self, run_name: str, params: Mapping[str, str], tags: Mapping[str, str]) -> None:
+    def start(self, run_name: str, params: Mapping[str, str], tags: Mapping[str, str],
+              parent_run_id: Optional[str] = None) -> None:
         if not self.enabled:
             return
         import mlflow
 
-        logging.getLogger("alembic").setLevel(logging.WARNING)
+        from lstm_exp.tracking.store import PARENT_TAG, client, ensure_experiment
+
         self._mlflow = mlflow
         mlflow.set_tracking_uri(self.tracking_uri)
-        mlflow.set_experiment(self.experiment_name)
-        run = mlflow.start_run(run_name=run_name, tags=dict(tags))
+        experiment_id = ensure_experiment(client(self.tracking_uri), self.experiment_name)
+        tags = dict(tags)
+        if parent_run_id:
+            tags[PARENT_TAG] = parent_run_id
+        run = mlflow.start_run(run_name=run_name, experiment_id=experiment_id, tags=tags)
         self.run_id = run.info.run_id
         mlflow.log_params(dict(params))
+
+    def log_params(self, params: Mapping[str, str]) -> None:
+        if self._mlflow:
+            self._mlflow.log_params(dict(params))
+
+    def log_dataset(self, dataset: "Dataset") -> None:
+        """The evaluated split as an MLflow dataset input (the UI's Dataset column)."""
+        if not self._mlflow:
+            return
+        import json
+
+        from mlflow.entities import Dataset as MlflowDataset
+        from mlflow.entities import DatasetInput, InputTag
+
+        entity = MlflowDataset(
+            name=f"{dataset.corpus}-{dataset.split}", digest=dataset.digest, source_type="local",
+            source=json.dumps({"uri": dataset.source}),
+            profile=json.dumps({"utterances": dataset.utterances, "corpus": dataset.corpus, "split": dataset.split}),
+        )
+        self._mlflow.tracking.MlflowClient(self.tracking_uri).log_inputs(
+            self.run_id, datasets=[DatasetInput(entity, tags=[InputTag("mlflow.data.context", "eval")])])
 
     def set_tags(self, tags: Mapping[str, str]) -> None:
         if self._mlflow:

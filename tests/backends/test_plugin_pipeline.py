@@ -12,7 +12,7 @@ import pytest
 
 pytest.importorskip("espeakng_loader")
 
-from lstm_exp.app import validate  # noqa: E402
+from lstm_exp.experiment import validate  # noqa: E402
 from lstm_exp.evaluate import evaluate_job  # noqa: E402
 from lstm_exp.pipeline import Pipeline  # noqa: E402
 

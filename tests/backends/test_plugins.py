@@ -8,7 +8,7 @@ import importlib.util
 
 import pytest
 
-from lstm_exp.app import preflight, validate
+from lstm_exp.experiment import preflight, validate
 from lstm_exp.backends.registry import PLUGINS, plugin_for
 from lstm_exp.errors import ConfigError, LstmExpError, MissingDependencyError
 from lstm_exp.pipeline import stages_needed

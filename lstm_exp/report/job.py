@@ -1,0 +1,280 @@
+"""JobReport: the typed result of one job, and the single source of everything derived from it.
+
+The printed summary, the MLflow metrics and params, ``report.json`` in the job folder and the
+sweep table all come from one :class:`JobReport`.  Evaluation gives a flat ``metrics`` dict;
+:meth:`JobReport.from_metrics` maps the keys it knows into typed parts (accuracy, error counts,
+latency, throughput, memory, timing) and keeps every other numeric key in ``extra``, so a new
+metric still reaches MLflow and the JSON.  A key that is absent is ``None``, never an error.
+
+    >>> r = JobReport.from_metrics({"per": 5.0, "infer_ms_p50": 2.0, "new_thing": 1.0}, variant="torch-cpu-fp32")
+    >>> r.accuracy.per, r.infer_ms.p50, r.extra
+    (5.0, 2.0, {'new_thing': 1.0})
+    >>> JobReport.from_json(r.to_json()) == r
+    True
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Mapping, Optional
+
+#: run statuses: MLflow's, plus REUSED for a job a resumed sweep did not compute again
+STATUSES = ("FINISHED", "FAILED", "RUNNING", "REUSED")
+
+
+@dataclass
+class Accuracy:
+    """Error rates in percent. ``per`` is what the guide calls "WER": the phone error rate."""
+
+    per: Optional[float] = None
+    cer: Optional[float] = None
+    #: the guide's own way: full batches only, greedy hypotheses with a leading space
+    per_recipe: Optional[float] = None
+    cer_recipe: Optional[float] = None
+
+
+@dataclass
+class ErrorCounts:
+    substitutions: Optional[float] = None
+    deletions: Optional[float] = None
+    insertions: Optional[float] = None
+    ref_phones: Optional[float] = None
+    #: reference phones outside the model's units (scored as errors)
+    unk_ref_phones: Optional[float] = None
+    utterances: Optional[float] = None
+    batches: Optional[float] = None
+
+
+@dataclass
+class Latency:
+    """Milliseconds per batch over the timed (post-warm-up) batches."""
+
+    mean: Optional[float] = None
+    p50: Optional[float] = None
+    p90: Optional[float] = None
+    p95: Optional[float] = None
+    p99: Optional[float] = None
+    min: Optional[float] = None
+    max: Optional[float] = None
+    std: Optional[float] = None
+    total: Optional[float] = None
+
+
+@dataclass
+class Throughput:
+    #: utterances per second of model execute time (the guide's 1000 / ms * batch)
+    utt_s: Optional[float] = None
+    #: model execute seconds per second of audio
+    rtf: Optional[float] = None
+    infer_total_s: Optional[float] = None
+    audio_seconds: Optional[float] = None
+    #: the guide's own formula on its own batches
+    recipe_utt_s: Optional[float] = None
+    recipe_ms_per_batch: Optional[float] = None
+
+
+@dataclass
+class Memory:
+    host_peak_rss_mb: Optional[float] = None
+    device_peak_mem_mb: Optional[float] = None
+
+
+@dataclass
+class Timing:
+    """One-off timings and numerical checks around the timed loop."""
+
+    cold_start_ms: Optional[float] = None
+    parity_max_abs_diff: Optional[float] = None
+    export_max_abs_diff: Optional[float] = None
+
+
+@dataclass
+class Dataset:
+    """The evaluated split, as logged to MLflow's dataset inputs."""
+
+    corpus: str = ""
+    split: str = ""
+    utterances: int = 0
+    #: sha256 over the utterance ids and reference phones, in order
+    digest: str = ""
+    source: str = ""
+
+
+#: flat metric key -> (part, field); latency keys are matched by prefix below
+_KNOWN = {
+    **{k: ("accuracy", k) for k in ("per", "cer", "per_recipe", "cer_recipe")},
+    **{k: ("errors", k) for k in ("substitutions", "deletions", "insertions", "ref_phones", "unk_ref_phones",
+                                   "utterances", "batches")},
+    "throughput_utt_s": ("throughput", "utt_s"),
+    "rtf": ("throughput", "rtf"),
+    "infer_total_s": ("throughput", "infer_total_s"),
+    "audio_seconds": ("throughput", "audio_seconds"),
+    "recipe_utt_s": ("throughput", "recipe_utt_s"),
+    "recipe_ms_per_batch": ("throughput", "recipe_ms_per_batch"),
+    "host_peak_rss_mb": ("memory", "host_peak_rss_mb"),
+    "device_peak_mem_mb": ("memory", "device_peak_mem_mb"),
+    "cold_start_ms": ("timing", "cold_start_ms"),
+    "parity_max_abs_diff": ("timing", "parity_max_abs_diff"),
+    "export_max_abs_diff": ("timing", "export_max_abs_diff"),
+}
+#: metric prefix -> latency part
+_LATENCIES = ("infer_ms", "e2e_ms", "decode_ms")
+_LATENCY_FIELDS = tuple(f.name for f in fields(Latency))
+
+
+def _number(value: Any) -> Optional[float]:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value)
+
+
+@dataclass
+class JobReport:
+    """Everything one job produced, typed. ``status``: FINISHED | FAILED | RUNNING | REUSED."""
+
+    variant: str = ""
+    backend: str = ""
+    batch: Optional[int] = None
+    split: str = ""
+    decode: str = ""
+    model: str = ""
+    data: str = ""
+    #: how batches are padded: ``pad<N>`` (fixed frames) or ``longest``
+    batching: str = ""
+    precision: str = ""
+    stage: str = "all"
+    status: str = "FINISHED"
+    #: one line, for a FAILED job
+    error: Optional[str] = None
+    accuracy: Accuracy = field(default_factory=Accuracy)
+    errors: ErrorCounts = field(default_factory=ErrorCounts)
+    infer_ms: Latency = field(default_factory=Latency)
+    e2e_ms: Latency = field(default_factory=Latency)
+    decode_ms: Latency = field(default_factory=Latency)
+    throughput: Throughput = field(default_factory=Throughput)
+    memory: Memory = field(default_factory=Memory)
+    timing: Timing = field(default_factory=Timing)
+    #: numeric metrics this schema does not know yet (still logged and written)
+    extra: dict = field(default_factory=dict)
+    dataset: Optional[Dataset] = None
+    #: stage -> cache key, and what each stage recorded (``Pipeline.describe()``)
+    stage_keys: dict = field(default_factory=dict)
+    stage_summaries: dict = field(default_factory=dict)
+    #: sha256 of the resolved config less run-only keys (see lstm_exp.tracking.fingerprint)
+    fingerprint: str = ""
+    overrides: str = ""
+    job_num: Optional[int] = None
+    run_id: Optional[str] = None
+    run_name: Optional[str] = None
+    #: the earlier run this job's result comes from, for status REUSED
+    reused_from: Optional[str] = None
+    job_dir: Optional[str] = None
+
+    # -- flat metrics <-> typed --------------------------------------------------------------
+    @classmethod
+    def from_metrics(cls, metrics: Mapping[str, Any], **identity: Any) -> "JobReport":
+        report = cls(**identity)
+        for key, value in metrics.items():
+            number = _number(value)
+            if number is None:
+                continue
+            if key in _KNOWN:
+                part, name = _KNOWN[key]
+                setattr(getattr(report, part), name, number)
+                continue
+            prefix, _, suffix = key.rpartition("_")
+            if prefix in _LATENCIES and suffix in _LATENCY_FIELDS:
+                setattr(getattr(report, prefix), suffix, number)
+            else:
+                report.extra[key] = number
+        return report
+
+    def metrics(self) -> dict[str, float]:
+        """The flat metrics (MLflow's), every known value that is set plus ``extra``."""
+        flat: dict[str, float] = {}
+        for key, (part, name) in _KNOWN.items():
+            value = getattr(getattr(self, part), name)
+            if value is not None:
+                flat[key] = value
+        for prefix in _LATENCIES:
+            latency = getattr(self, prefix)
+            for name in _LATENCY_FIELDS:
+                value = getattr(latency, name)
+                if value is not None:
+                    flat[f"{prefix}_{name}"] = value
+        flat.update({k: float(v) for k, v in self.extra.items()})
+        return {k: v for k, v in flat.items() if not (isinstance(v, float) and math.isnan(v))}
+
+    def params(self) -> dict[str, str]:
+        """The identity of the job as MLflow params (what the sweep table and filters use)."""
+        return {"variant": self.variant, "batching": self.batching, "precision": self.precision}
+
+    # -- JSON --------------------------------------------------------------------------------
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, default=str) + "\n"
+
+    def write(self, path: Path) -> Path:
+        path = Path(path)
+        path.write_text(self.to_json())
+        return path
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "JobReport":
+        parts = {"accuracy": Accuracy, "errors": ErrorCounts, "infer_ms": Latency, "e2e_ms": Latency,
+                 "decode_ms": Latency, "throughput": Throughput, "memory": Memory, "timing": Timing}
+        known = {f.name for f in fields(cls)}
+        kwargs: dict[str, Any] = {}
+        for key, value in data.items():
+            if key not in known:
+                continue
+            if key in parts and isinstance(value, Mapping):
+                names = {f.name for f in fields(parts[key])}
+                value = parts[key](**{k: v for k, v in value.items() if k in names})
+            elif key == "dataset" and isinstance(value, Mapping):
+                value = Dataset(**value)
+            kwargs[key] = value
+        return cls(**kwargs)
+
+    @classmethod
+    def from_json(cls, text_or_path: str | Path) -> "JobReport":
+        text = text_or_path
+        if isinstance(text_or_path, Path) or not str(text_or_path).lstrip().startswith("{"):
+            text = Path(text_or_path).read_text()
+        return cls.from_dict(json.loads(text))
+
+    # -- the printed summary -----------------------------------------------------------------
+    def summary_lines(self) -> list[str]:
+        """The short, human summary printed at the end of every job."""
+        head = (f"== lstm_exp: {self.variant} batch={self.batch} split={self.split} data={self.data} "
+                f"model={self.model} decode={self.decode} batching={self.batching} ==")
+        if self.status == "FAILED":
+            return [head, f"FAILED: {self.error}"]
+        if self.accuracy.per is None:
+            return [head, f"stage {self.stage} done: {self.stage_keys}"]
+        acc, lat, thr = self.accuracy, self.infer_ms, self.throughput
+        lines = [head, f"PER {acc.per:.2f}%  CER {_f(acc.cer)}%   (recipe-compatible: PER {_f(acc.per_recipe)}%, "
+                       f"CER {_f(acc.cer_recipe)}%)   {_i(self.errors.utterances)} utterances   "
+                       "(the guide's \"WER\" is this PER)"]
+        lines.append(f"latency per batch, model only: p50 {_f(lat.p50)} ms  p90 {_f(lat.p90)}  p99 {_f(lat.p99)}  "
+                     f"mean {_f(lat.mean)};  end to end p50 {_f(self.e2e_ms.p50)} ms")
+        decode_s = None if self.decode_ms.total is None else self.decode_ms.total / 1e3
+        lines.append(f"throughput {_f(thr.utt_s, 1)} utt/s (model only)   RTF {_f(thr.rtf, 4)}   decode {_f(decode_s)} s")
+        mem = self.memory
+        if mem.host_peak_rss_mb is not None or mem.device_peak_mem_mb is not None:
+            lines.append(f"peak memory: host RSS {_f(mem.host_peak_rss_mb, 0)} MB   device {_f(mem.device_peak_mem_mb, 0)} MB")
+        if self.reused_from:
+            lines.append(f"(reused: identical configuration FINISHED earlier as MLflow run {self.reused_from})")
+        return lines
+
+
+def _f(value: Optional[float], digits: int = 2) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def _i(value: Optional[float]) -> str:
+    return "n/a" if value is None else str(int(value))

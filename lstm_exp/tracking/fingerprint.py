@@ -1,0 +1,30 @@
+"""The identity of a job's result: sha256 of its resolved config less the keys that change
+how a run is recorded or shown but not what it computes.
+
+The stage cache keys are a function of the config, ``STAGE_VERSIONS`` and the package version,
+so both go into the fingerprint too: equal fingerprints mean equal stage keys.  An external
+checkpoint (``model.checkpoint``) adds its size and modification time, as its stage key does.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from typing import Any, Mapping
+
+#: top-level keys that do not change what a job computes
+RUN_ONLY_KEYS = ("tracking", "progress", "force", "paths")
+
+
+def config_fingerprint(plain_config: Mapping[str, Any]) -> str:
+    from lstm_exp import __version__
+    from lstm_exp.pipeline import STAGE_VERSIONS
+
+    config = {k: v for k, v in plain_config.items() if k not in RUN_ONLY_KEYS}
+    extra: dict[str, Any] = {"stage_versions": STAGE_VERSIONS, "version": __version__}
+    checkpoint = (config.get("model") or {}).get("checkpoint")
+    if checkpoint and os.path.isfile(checkpoint):
+        stat = os.stat(checkpoint)
+        extra["checkpoint"] = [stat.st_size, stat.st_mtime_ns]
+    text = json.dumps({"config": config, **extra}, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()

@@ -1,0 +1,180 @@
+"""A parent MLflow run per sweep, and the sweep's answer on it (a Hydra callback).
+
+``configs/config.yaml`` registers :class:`SweepCallback` under ``hydra.callbacks``:
+
+* ``on_multirun_start`` (launching process, before any job): creates the experiment and the
+  store once (no first-use race between parallel jobs), starts the parent run (tags: the
+  sweep's overrides, sweep dir, launcher, concurrent jobs) and writes its id to
+  ``<sweep dir>/parent_run.json``, where every job finds it, in whatever process or machine it
+  runs (joblib, submitit, Ray), as long as it sees the sweep dir; ``$LSTM_EXP_PARENT_RUN_ID``
+  is the fallback.
+* ``on_multirun_end``: reads every job's status back from the store (children of the parent,
+  plus earlier runs a resumed sweep reused) or, without tracking, from the job folders'
+  ``report.json``; writes ``summary.csv``, ``summary.md`` and the plots into the sweep dir and
+  onto the parent run; prints the table and the failed jobs; exits non-zero if any job failed.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf
+
+log = logging.getLogger("lstm_exp")
+
+PARENT_FILE = "parent_run.json"
+PARENT_ENV = "LSTM_EXP_PARENT_RUN_ID"
+
+
+@dataclass
+class SweepParent:
+    """What a job needs to nest its run under its sweep (``<sweep dir>/parent_run.json``)."""
+
+    run_id: str
+    tracking_uri: str
+    experiment_name: str
+    sweep_dir: str
+
+    @classmethod
+    def find(cls, job_dir: Path, levels: int = 4) -> Optional["SweepParent"]:
+        """From the job folder up to ``levels`` folders above it, else ``$LSTM_EXP_PARENT_RUN_ID``."""
+        for folder in [job_dir, *list(job_dir.parents)[:levels]]:
+            path = folder / PARENT_FILE
+            if path.is_file():
+                return cls(**json.loads(path.read_text()))
+        run_id = os.environ.get(PARENT_ENV)
+        if run_id:
+            return cls(run_id=run_id, tracking_uri="", experiment_name="", sweep_dir="")
+        return None
+
+
+def launcher_info(launcher_cfg: Any) -> tuple[str, str]:
+    """(launcher name, how many jobs run at the same time on one machine: "1", "<n>" or "all")."""
+    target = str(launcher_cfg.get("_target_", "")) if launcher_cfg is not None else ""
+    name = target.rsplit(".", 1)[-1] or "BasicLauncher"
+    concurrent = "1"
+    if "joblib" in target.lower():
+        n_jobs = int(launcher_cfg.get("n_jobs", -1) or -1)
+        concurrent = str(n_jobs if n_jobs > 0 else max((os.cpu_count() or 1) + 1 + n_jobs, 1))
+    elif "submitit" in target.lower() and "Local" in target:
+        concurrent = "all"  # submitit's local executor starts every job of the sweep at once
+    return name, concurrent
+
+
+def _tracking_settings(config: DictConfig) -> tuple[bool, str, str]:
+    from lstm_exp.tracking.mlflow_run import default_tracking_uri
+
+    tracking = config.get("tracking") or {}
+    enabled = bool(tracking.get("enabled", True))
+    try:
+        root = config.paths.root
+    except Exception:  # ${hydra:runtime.cwd} is not set yet in the launching process
+        root = os.getcwd()
+    uri = tracking.get("tracking_uri") or default_tracking_uri(root)
+    return enabled, uri, str(tracking.get("experiment_name", "lstm_exp"))
+
+
+def parent_run_name(sweep_dir: Path) -> str:
+    return f"sweep-{sweep_dir.parent.name}-{sweep_dir.name}"
+
+
+def _sweep_dir(config: DictConfig) -> Path:
+    return Path(str(config.hydra.sweep.dir)).resolve()
+
+
+def job_dirs(sweep_dir: Path) -> list[Path]:
+    """The job folders Hydra made under a sweep dir (each has a .hydra folder)."""
+    return sorted((p.parent for p in sweep_dir.glob("**/.hydra") if p.parent != sweep_dir), key=str)
+
+
+class SweepCallback(Callback):
+    """Parent run, summary table and plots, and the exit status of a sweep."""
+
+    def __init__(self, plots: bool = True) -> None:
+        self.plots = plots
+        self.parent_run_id: Optional[str] = None
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        from lstm_exp.tracking.store import OVERRIDES_TAG, ROLE_TAG, client, ensure_experiment
+
+        sweep_dir = _sweep_dir(config)
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        (sweep_dir / PARENT_FILE).unlink(missing_ok=True)
+        launcher, concurrent = launcher_info(config.hydra.get("launcher"))
+        if concurrent != "1":
+            print(f"lstm_exp: warning: {launcher} runs {concurrent} jobs at once on this machine: they share its "
+                  "cores, so latency and throughput figures are distorted (tag lstm_exp.concurrent_jobs); "
+                  "time with the basic launcher", file=sys.stderr)
+        enabled, uri, experiment_name = _tracking_settings(config)
+        if not enabled:
+            return
+        mlflow_client = client(uri)
+        experiment_id = ensure_experiment(mlflow_client, experiment_name)
+        overrides = " ".join(config.hydra.overrides.task)
+        run = mlflow_client.create_run(experiment_id, run_name=parent_run_name(sweep_dir), tags={
+            ROLE_TAG: "sweep", OVERRIDES_TAG: overrides, "lstm_exp.sweep_dir": str(sweep_dir),
+            "lstm_exp.launcher": launcher, "lstm_exp.concurrent_jobs": concurrent,
+            "command": f"python -m lstm_exp {overrides} -m",
+        })
+        self.parent_run_id = run.info.run_id
+        parent = {"run_id": run.info.run_id, "tracking_uri": uri, "experiment_name": experiment_name,
+                  "sweep_dir": str(sweep_dir)}
+        (sweep_dir / PARENT_FILE).write_text(json.dumps(parent, indent=2) + "\n")
+        os.environ[PARENT_ENV] = run.info.run_id
+        print(f"lstm_exp: sweep parent run {run.info.run_id} in {experiment_name} ({uri})")
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        from lstm_exp.report.sweep import SweepSummary, sweep_title
+
+        sweep_dir = _sweep_dir(config)
+        enabled, uri, experiment_name = _tracking_settings(config)
+        dirs = job_dirs(sweep_dir)
+        title = sweep_title(parent_run_name(sweep_dir), " ".join(config.hydra.overrides.task))
+        if enabled and self.parent_run_id:
+            from lstm_exp.tracking.store import client, sweep_reports
+
+            mlflow_client = client(uri)
+            parent = mlflow_client.get_run(self.parent_run_id)
+            reports = sweep_reports(mlflow_client, parent)
+            summary = SweepSummary(reports=reports, parent_run_id=self.parent_run_id, title=title)
+            seen = {r.job_num for r in reports}
+            for job_dir in dirs:  # a job that died before its run started left only its folder
+                num = _job_num(job_dir)
+                if num is not None and num not in seen:
+                    summary.missing.append(f"job {num}: {job_dir}: no MLflow run (the job died before tracking; see its log)")
+        else:
+            summary = SweepSummary.from_job_dirs(dirs, title=title)
+        written = summary.write(sweep_dir) if self.plots else []
+        if enabled and self.parent_run_id:
+            mlflow_client.set_tag(self.parent_run_id, "lstm_exp.jobs", str(len(summary.reports) + len(summary.missing)))
+            mlflow_client.set_tag(self.parent_run_id, "lstm_exp.failed_jobs", str(len(summary.failures)))
+            if summary.failures:
+                mlflow_client.set_tag(self.parent_run_id, "lstm_exp.failures", "\n".join(summary.failures)[:5000])
+            for path in written:
+                mlflow_client.log_artifact(self.parent_run_id, str(path))
+            mlflow_client.set_terminated(self.parent_run_id, "FAILED" if summary.failed else "FINISHED")
+            os.environ.pop(PARENT_ENV, None)
+        print(summary.to_markdown())
+        print(f"lstm_exp: sweep summary in {sweep_dir} (summary.csv, summary.md, *.png)"
+              + (f"; parent run {self.parent_run_id}" if self.parent_run_id else ""))
+        if summary.failed:
+            print(f"lstm_exp: {len(summary.failures)} job(s) failed:", file=sys.stderr)
+            for line in summary.failures:
+                print(f"  {line}", file=sys.stderr)
+            raise SystemExit(1)
+
+
+def _job_num(job_dir: Path) -> Optional[int]:
+    hydra_yaml = job_dir / ".hydra" / "hydra.yaml"
+    if not hydra_yaml.is_file():
+        return None
+    try:
+        return int(OmegaConf.load(hydra_yaml).hydra.job.num)
+    except Exception:
+        return None
