@@ -25,7 +25,8 @@ from lstm_exp import config_path
 
 CHECKOUT = Path(__file__).resolve().parent.parent
 CONFIGS = sorted(p.relative_to(CHECKOUT / "configs").as_posix() for p in (CHECKOUT / "configs").rglob("*.yaml"))
-GROUPS = sorted(p.name for p in (CHECKOUT / "configs").iterdir() if p.is_dir())
+#: the app's config groups (configs/hydra holds presets for Hydra's own groups, e.g. hydra/launcher)
+GROUPS = sorted(p.name for p in (CHECKOUT / "configs").iterdir() if p.is_dir() and p.name != "hydra")
 #: names in site-packages that would let the checkout's lstm_exp leak into the fresh environment
 PROJECT_ENTRIES = ("lstm_exp", "conf_schemas", "__editable__")
 #: what a build must not copy from the checkout (run outputs, environments, earlier builds)
