@@ -31,7 +31,7 @@ from lstm_exp.errors import ConfigError, DataError
 log = logging.getLogger(__name__)
 
 #: bump a stage's version when its code changes what it writes
-STAGE_VERSIONS = {"corpus": "1", "prepare": "1", "train": "1", "export": "1", "convert": "1", "preprocess": "1"}
+STAGE_VERSIONS = {"corpus": "1", "prepare": "2", "train": "2", "export": "1", "convert": "1", "preprocess": "1"}
 
 
 def _plain(obj: Any) -> Any:
@@ -133,7 +133,7 @@ class Pipeline:
 
         prepared = self.prepared_dir
         train_cfg = self.exp.train
-        config = {"model": _plain(model_cfg), "train": _without(_plain(train_cfg), "resume", "num_threads")}
+        config = {"model": _plain(model_cfg), "train": _without(_plain(train_cfg), "resume")}
 
         def build(tmp: Path) -> dict:
             # Training works in a stable folder beside the cache entry, so that an interrupted

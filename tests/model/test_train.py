@@ -54,7 +54,7 @@ def test_loss_decreases_and_outputs_are_written(tmp_path):
     assert [r["epoch"] for r in log] == [1, 2, 3, 4]
     assert log[-1]["train_loss"] < 0.8 * log[0]["train_loss"]
     assert min(r["dev_loss"] for r in log) < log[0]["dev_loss"]
-    assert summary["epochs"] == 4 and summary["stopped"] == "epochs"
+    assert summary["epochs"] == 4 and summary["stopped_by"] == "epochs" and not summary["machine_dependent"]
     assert summary["best_dev_per"] == min(r["dev_per"] for r in log)
     model = load_checkpoint(tmp_path / "model.pt")
     assert model.units == UNITS and model.arch.hidden == 16
@@ -85,7 +85,7 @@ def test_time_budget_truncates_the_epoch(tmp_path):
     summary = fit(TINY_MODEL, tiny_train(epochs=50, batch_size=2, max_minutes=0.0005), UNITS,
                   train, dev, tmp_path, progress=False)
     log = read_log(tmp_path)
-    assert summary["stopped"] == "time_budget" and log[-1]["truncated"]
+    assert summary["stopped_by"] == "time" and summary["machine_dependent"] and log[-1]["truncated"]
     assert log[-1]["train_utterances"] < 40 and (tmp_path / "model.pt").is_file()
 
 
