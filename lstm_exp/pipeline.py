@@ -114,8 +114,11 @@ class Pipeline:
         data = self.exp.data
         config = _without(_plain(data), "workers", "synth")
 
+        # feats.scp holds absolute paths (Kaldi's convention) into the entry's final folder
+        final = self.cache.path("prepare", self._key("prepare", config, [self.keys["corpus"]]))
+
         def build(tmp: Path) -> dict:
-            return prepare_data(data, tmp, corpus_root=corpus_root, progress=self.progress)
+            return prepare_data(data, tmp, corpus_root=corpus_root, progress=self.progress, final_dir=final)
 
         return self._run("prepare", config, [self.keys["corpus"]], build)
 
