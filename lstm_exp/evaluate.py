@@ -100,6 +100,7 @@ def evaluate(
         "deletions": report.deletions,
         "insertions": report.insertions,
         "ref_phones": report.ref_phones,
+        "unk_ref_phones": report.unk_ref_phones,
         "utterances": len(examples),
         "batches": len(batches),
         "decode_ms_total": float(np.sum(decode_ms)),

@@ -178,7 +178,9 @@ class Pipeline:
 
     @property
     def units(self) -> list[str]:
-        return list(self.model.units)
+        from lstm_exp.model.checkpoint import require_units  # refuses a model without units
+
+        return require_units(self.model, self.exp.model.checkpoint)
 
     # -- export ----------------------------------------------------------------------------
     @cached_property
