@@ -151,7 +151,11 @@ class Pipeline:
             work.rmdir()
             return summary
 
-        return self._run("train", config, [self.keys["prepare"]], build) / "model.pt"
+        out = self._run("train", config, [self.keys["prepare"]], build)
+        if self.summaries["train"].get("machine_dependent"):  # train.max_minutes cut training short
+            log.warning("train: %s was stopped by train.max_minutes (train_stopped_by=time): its weights depend "
+                        "on the speed and load of the machine that trained it", out)
+        return out / "model.pt"
 
     def _import_checkpoint(self, path: Path) -> Path:
         """Load an external (untrusted) checkpoint once, check it, and store it in our format."""
