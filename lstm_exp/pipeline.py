@@ -207,9 +207,10 @@ class Pipeline:
 
     def _verification_batches(self) -> list[np.ndarray]:
         """Real batches of the dev split (two sizes, padded to the longest) for export checks."""
-        from lstm_exp.data.batching import load_split, make_batches
+        from lstm_exp.data.batching import load_split, load_units, make_batches
 
-        examples = load_split(self.prepared_dir, "dev", self.units, progress=False)[:12]
+        # only the features matter: the prepared units parse the labels (a model may have none)
+        examples = load_split(self.prepared_dir, "dev", load_units(self.prepared_dir / "units"), progress=False)[:12]
         return [b.x for b in make_batches(examples[:4], 4)] + [b.x for b in make_batches(examples[4:12], 8)]
 
     # -- convert (acl) ---------------------------------------------------------------------

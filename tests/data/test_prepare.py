@@ -226,6 +226,16 @@ def test_kaldi_dir_kind_references_user_features(tmp_path):
     assert not (out / "train" / "feats.ark").exists(), "features are referenced, not copied"
 
 
+def test_kaldi_dir_kind_maps_unseen_test_phones_to_unk(tmp_path, caplog):
+    user_kaldi_dirs(tmp_path / "data")
+    write_kaldi_user_dir(tmp_path / "data" / "test", ["e1"], labels="s aa sil aa")
+    with caplog.at_level("WARNING", logger="lstm_exp.data.prepare"):
+        summary = prepare_data(DataConfig(kind="kaldi_dir", root=str(tmp_path / "data")), tmp_path / "out", progress=False)
+    assert "test: phone(s) never seen in train mapped to UNK: 'aa' (2x)" in caplog.text
+    assert read_kv(tmp_path / "out" / "test" / "text") == {"e1": "s UNK sil UNK"}
+    assert summary["unk_phones_test"] == 2 and summary["utterances_test"] == 1
+
+
 def test_kaldi_dir_kind_uses_given_cmvn_stats(tmp_path):
     user_kaldi_dirs(tmp_path / "data")
     given = np.zeros((2, 82))
