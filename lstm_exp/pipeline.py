@@ -152,9 +152,9 @@ class Pipeline:
             return summary
 
         out = self._run("train", config, [self.keys["prepare"]], build)
-        if self.summaries["train"].get("machine_dependent"):  # train.max_minutes cut training short
-            log.warning("train: %s was stopped by train.max_minutes (train_stopped_by=time): its weights depend "
-                        "on the speed and load of the machine that trained it", out)
+        if self.summaries["train"].get("machine_dependent"):  # e.g. train.max_minutes cut training short
+            log.warning("train: %s is machine-dependent (%s): another machine trains other weights", out,
+                        self.summaries["train"].get("machine_dependent_because", ""))
         return out / "model.pt"
 
     def _import_checkpoint(self, path: Path) -> Path:

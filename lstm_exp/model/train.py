@@ -228,7 +228,8 @@ def train_model(model_cfg: ModelConfig, train_cfg: TrainConfig, prepared_dir: Pa
     Summary keys: ``epochs`` (finished epochs, all invocations), ``best_epoch``,
     ``best_dev_loss``, ``best_dev_per``, ``minutes`` (this invocation), ``params``,
     ``device``, ``stopped_by`` (``epochs`` | ``early_stop`` | ``time``), ``machine_dependent``
-    (true when ``max_minutes`` cut training short), ``resumed_from``.
+    (true when ``max_minutes`` cut training short, now or in a resumed run, or on a GPU) and
+    ``machine_dependent_because``, ``resumed_from``.
     """
     prepared_dir = Path(prepared_dir)
     units, train_set, dev_set = _load_data(prepared_dir, prepared_dir / "units", progress)
@@ -241,16 +242,25 @@ def fit(model_cfg: ModelConfig, train_cfg: TrainConfig, units: Sequence[str],
     """:func:`train_model` on examples already loaded (``Example(utt_id, feats, labels)``)."""
     was_deterministic = torch.are_deterministic_algorithms_enabled()
     warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
-    torch.use_deterministic_algorithms(True)
+    # CUDA's CTC loss backward has no deterministic kernel: there, warn instead of failing
+    on_cpu = resolve_device(train_cfg.device).type == "cpu"
+    torch.use_deterministic_algorithms(True, warn_only=not on_cpu)
     try:
         summary = _fit(model_cfg, train_cfg, units, train_set, dev_set, out_dir, progress)
     finally:
         torch.use_deterministic_algorithms(was_deterministic, warn_only=warn_only)
-    if summary["machine_dependent"]:
+    reasons = []
+    if summary.pop("cut_by_time"):
+        reasons.append(f"train.max_minutes={train_cfg.max_minutes:g} cut training short "
+                       "(train_stopped_by=time)")
         log.warning("train.max_minutes=%g stopped training in epoch %d of %d: the weights depend "
                     "on this machine's speed and load (train_stopped_by=time); set "
                     "train.max_minutes=0 for a result any machine reproduces",
                     train_cfg.max_minutes, summary["epochs"], train_cfg.epochs)
+    if not on_cpu:
+        reasons.append(f"trained on {summary['device']} (kernels without a deterministic variant)")
+    summary["machine_dependent"] = bool(reasons)
+    summary["machine_dependent_because"] = "; ".join(reasons)
     return summary
 
 
@@ -383,7 +393,7 @@ def _fit(model_cfg: ModelConfig, train_cfg: TrainConfig, units: Sequence[str],
             "best_dev_loss": book["best_loss"], "best_dev_per": book["best_per"],
             "minutes": (time.monotonic() - started) / 60.0, "params": model.num_parameters(),
             "device": str(device), "stopped_by": book["stopped"],
-            "machine_dependent": bool(book.get("cut_by_time")), "resumed_from": resumed_from,
+            "cut_by_time": bool(book.get("cut_by_time")), "resumed_from": resumed_from,
             "train_utterances": len(train_set), "dev_utterances": len(dev_set)}
 
 
