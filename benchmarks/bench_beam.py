@@ -43,6 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from prefix_beam_numpy import DenseBigramLM, decode_batch  # noqa: E402
 
 from lstm_exp.decode import BeamDecoder, GreedyDecoder  # noqa: E402
+from lstm_exp.decode.beam import DEFAULT_BEAM_SIZE_TOKEN  # noqa: E402
 from lstm_exp.metrics.errors import score_utterances  # noqa: E402
 
 
@@ -177,8 +178,9 @@ def main(argv=None) -> int:
     parser.add_argument("--save-npz", type=Path, help="write the synthetic posteriors here")
     parser.add_argument("--beam-width", type=int, default=10)
     parser.add_argument("--lm-weight", type=float, default=0.5, help="the recipe's lm_alpha (ln units)")
-    parser.add_argument("--beam-size-token", type=int, default=None,
-                        help="flashlight: classes tried per frame (default all)")
+    parser.add_argument("--beam-size-token", type=int, default=DEFAULT_BEAM_SIZE_TOKEN,
+                        help="flashlight: classes tried per frame (default %(default)s, the presets' "
+                             "pre-beam; 0 tries all)")
     parser.add_argument("--beam-threshold", type=float, default=25.0,
                         help="flashlight: drop hypotheses this far (ln) below the best")
     parser.add_argument("--batch", type=int, default=16, help="utterances per decode() call")
@@ -186,6 +188,7 @@ def main(argv=None) -> int:
                         help="run the slow NumPy baseline on the first K utterances only (default all)")
     parser.add_argument("--repeats", type=int, default=3, help="timed passes per decoder (median reported)")
     args = parser.parse_args(argv)
+    args.beam_size_token = args.beam_size_token or None  # 0: all classes
     global REPEATS
     REPEATS = args.repeats
 

@@ -171,6 +171,7 @@ def evaluate(
         "deletions": report.deletions,
         "insertions": report.insertions,
         "ref_phones": report.ref_phones,
+        "unk_ref_phones": report.unk_ref_phones,
         "utterances": len(examples),
         "batches": len(batches),
         "timed_passes": passes,

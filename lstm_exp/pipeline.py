@@ -36,7 +36,7 @@ from lstm_exp.errors import ConfigError, DataError
 log = logging.getLogger(__name__)
 
 #: bump a stage's version when its code changes what it writes
-STAGE_VERSIONS = {"corpus": "1", "prepare": "1", "train": "1", "export": "2", "precision": "1", "convert": "2",
+STAGE_VERSIONS = {"corpus": "1", "prepare": "2", "train": "2", "export": "2", "precision": "1", "convert": "2",
                   "preprocess": "1"}
 
 
@@ -118,8 +118,11 @@ class Pipeline:
         data = self.exp.data
         config = _without(_plain(data), "workers", "synth")
 
+        # feats.scp holds absolute paths (Kaldi's convention) into the entry's final folder
+        final = self.cache.path("prepare", self._key("prepare", config, [self.keys["corpus"]]))
+
         def build(tmp: Path) -> dict:
-            return prepare_data(data, tmp, corpus_root=corpus_root, progress=self.progress)
+            return prepare_data(data, tmp, corpus_root=corpus_root, progress=self.progress, final_dir=final)
 
         return self._run("prepare", config, [self.keys["corpus"]], build)
 
@@ -137,7 +140,7 @@ class Pipeline:
 
         prepared = self.prepared_dir
         train_cfg = self.exp.train
-        config = {"model": _plain(model_cfg), "train": _without(_plain(train_cfg), "resume", "num_threads")}
+        config = {"model": _plain(model_cfg), "train": _without(_plain(train_cfg), "resume")}
 
         def build(tmp: Path) -> dict:
             # Training works in a stable folder beside the cache entry, so that an interrupted
@@ -152,7 +155,11 @@ class Pipeline:
             work.rmdir()
             return summary
 
-        return self._run("train", config, [self.keys["prepare"]], build) / "model.pt"
+        out = self._run("train", config, [self.keys["prepare"]], build)
+        if self.summaries["train"].get("machine_dependent"):  # e.g. train.max_minutes cut training short
+            log.warning("train: %s is machine-dependent (%s): another machine trains other weights", out,
+                        self.summaries["train"].get("machine_dependent_because", ""))
+        return out / "model.pt"
 
     def _import_checkpoint(self, path: Path) -> Path:
         """Load an external (untrusted) checkpoint once, check it, and store it in our format."""
@@ -179,7 +186,9 @@ class Pipeline:
 
     @property
     def units(self) -> list[str]:
-        return list(self.model.units)
+        from lstm_exp.model.checkpoint import require_units  # refuses a model without units
+
+        return require_units(self.model, self.exp.model.checkpoint)
 
     # -- export ----------------------------------------------------------------------------
     @cached_property
@@ -212,9 +221,10 @@ class Pipeline:
     def _verification_batches(self, shape) -> list[np.ndarray]:
         """Real dev batches in the shapes the export takes: two batch sizes padded to each batch's
         longest (dynamic axes), or ``[batch, frames]`` batches of utterances that fit (static)."""
-        from lstm_exp.data.batching import load_split, plan_batches
+        from lstm_exp.data.batching import load_split, load_units, plan_batches
 
-        examples = load_split(self.prepared_dir, "dev", self.units, progress=False)
+        # only the features matter: the prepared units parse the labels (a model may have none)
+        examples = load_split(self.prepared_dir, "dev", load_units(self.prepared_dir / "units"), progress=False)
         if shape.dynamic:
             examples = examples[:12]
             return [b.x for b in plan_batches(examples[:4], 4, "longest")] + \

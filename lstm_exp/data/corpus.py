@@ -9,10 +9,13 @@ speakers in the dev list; test = the ``TEST`` speakers in the test list; other `
 speakers are not used.  SA sentences are excluded.  Utterance ids are ``<speaker>_<utterance>``
 in lower case (``fcjf0_si1027``); each split's list is sorted by id.
 
-:func:`read_timit` checks every utterance of the three splits before returning (audio header:
+:func:`scan_timit` checks every utterance of the three splits before returning (audio header:
 readable, not truncated, mono, 16 kHz; ``.PHN``: present, known labels, ordered,
 non-overlapping, inside the audio) and raises one :class:`DataError` listing every fault.
-Only headers are read, so a full TIMIT tree takes seconds.
+Only headers are read, so a full TIMIT tree takes seconds.  A partial copy is accepted, as
+Kaldi's ``timit_data_prep.sh`` does: dev/test speakers of the lists that are not in the tree
+are returned in :attr:`TimitScan.missing_speakers` (the caller warns); a split left with no
+speaker at all is an error.
 """
 from __future__ import annotations
 
@@ -235,23 +238,28 @@ def _read_utterance(utt_id: str, speaker: str, files: _UttFiles, speaker_dir: Pa
 
 def _check_speaker_list(
     split: str, list_name: str, wanted: Sequence[str], available: Dict[str, List[Path]], test_dir: Path
-) -> Tuple[List[str], List[str]]:
-    """Speakers of ``wanted`` found under TEST, and faults for the ones that are not."""
+) -> Tuple[List[str], List[str], List[str]]:
+    """``(found, missing, faults)``: speakers of ``wanted`` found under TEST and not; faults
+    only when none is found (an empty split)."""
     wanted_lower = [s.lower() for s in wanted]
     found = [s for s in wanted_lower if s in available]
     missing = [s for s in wanted_lower if s not in available]
     if not wanted_lower:
-        return [], [f"{list_name}: no {split} utterances: the speaker list is empty"]
+        return [], [], [f"{list_name}: no {split} utterances: the speaker list is empty"]
     if not found:
-        return [], [
+        return [], missing, [
             f"{test_dir}: no {split} utterances: none of the {len(wanted_lower)} speakers in {list_name} found under {test_dir}"
         ]
-    if missing:
-        return found, [
-            f"{list_name}: {len(missing)} of the {len(wanted_lower)} speakers not found under {test_dir}: "
-            + ", ".join(missing)
-        ]
-    return found, []
+    return found, missing, []
+
+
+@dataclass
+class TimitScan:
+    """What :func:`scan_timit` found: the utterances per split and the listed speakers absent."""
+
+    splits: Dict[str, List[Utterance]]
+    #: split -> speakers of its list not found under TEST (empty lists for a complete tree)
+    missing_speakers: Dict[str, List[str]]
 
 
 def read_timit(
@@ -263,10 +271,25 @@ def read_timit(
     test_list_name: str = TEST_SPEAKER_LIST_NAME,
     progress: bool = False,
 ) -> Dict[str, List[Utterance]]:
-    """Validate the TIMIT tree at ``root`` and return ``{"train", "dev", "test"}`` utterance lists.
+    """The ``{"train", "dev", "test"}`` utterance lists of :func:`scan_timit`."""
+    return scan_timit(root, dev_speakers, test_speakers, dev_list_name=dev_list_name,
+                      test_list_name=test_list_name, progress=progress).splits
 
-    ``dev_list_name`` / ``test_list_name`` only name the lists in error messages.  Raises one
-    :class:`DataError` naming every fault found.
+
+def scan_timit(
+    root: Path,
+    dev_speakers: Sequence[str],
+    test_speakers: Sequence[str],
+    *,
+    dev_list_name: str = DEV_SPEAKER_LIST_NAME,
+    test_list_name: str = TEST_SPEAKER_LIST_NAME,
+    progress: bool = False,
+) -> TimitScan:
+    """Validate the TIMIT tree at ``root``: its utterances per split and the missing speakers.
+
+    ``dev_list_name`` / ``test_list_name`` only name the lists in messages.  Raises one
+    :class:`DataError` naming every fault found; listed dev/test speakers absent from the tree
+    are no fault (see module doc) unless a split is left empty.
     """
     root = Path(root)
     if not root.is_dir():
@@ -279,6 +302,7 @@ def read_timit(
         faults.append(f"{root}: no TEST folder (expected {root}/TEST/DR1/<speaker>/<utterance>.WAV, or lower case)")
 
     split_speakers: Dict[str, Dict[str, List[Path]]] = {split: {} for split in SPLITS}
+    missing_speakers: Dict[str, List[str]] = {split: [] for split in SPLITS}
     if train_dir is not None:
         split_speakers["train"] = _scan_speakers(train_dir)
         if not split_speakers["train"]:
@@ -292,7 +316,8 @@ def read_timit(
             ("dev", dev_list_name, dev_speakers),
             ("test", test_list_name, test_speakers),
         ):
-            found, list_faults = _check_speaker_list(split, list_name, wanted, test_available, test_dir)
+            found, missing_speakers[split], list_faults = _check_speaker_list(
+                split, list_name, wanted, test_available, test_dir)
             faults.extend(list_faults)
             split_speakers[split] = {s: test_available[s] for s in found}
     if train_dir is not None and test_dir is not None:
@@ -322,4 +347,4 @@ def read_timit(
         raise DataError("\n".join([summary] + faults))
     for split in SPLITS:
         splits[split].sort(key=lambda u: u.utt_id)
-    return splits
+    return TimitScan(splits, missing_speakers)

@@ -2,9 +2,12 @@
 
 Written files (one line per utterance, sorted by utterance id, Kaldi's conventions):
 ``wav.scp`` (``utt path``), ``text`` (``utt ph ph ...``, 39-set phones), ``utt2spk``,
-``spk2utt`` (``spk utt utt ...``) and, from the prepare stage, ``utt2num_frames``.  Paths to
-files inside the same prepared folder are written relative to the data dir (``feats.ark:<offset>``)
-so that the folder can be renamed; :func:`resolve_feats_scp` turns them into absolute ones.
+``spk2utt`` (``spk utt utt ...``) and, from the prepare stage, ``utt2num_frames``.  Paths are
+absolute, pointing into the folder the data dir will finally live in (the stage cache builds in
+a temporary folder and renames it), as Kaldi's ``make_fbank.sh`` writes them.
+:func:`resolve_feats_scp` reads absolute entries, relative ones (older prepared folders, users'
+recipes) and absolute ones whose folder was moved since (the file is then looked up beside the
+scp).  :func:`validate_data_dir` is the check of Kaldi's ``utils/validate_data_dir.sh``.
 
 :func:`read_data_dir` reads a user's existing directory: features from ``feats.scp`` or the
 recipe's ``fbank.scp``, labels from ``text`` or the recipe's ``phn_text``, ``utt2spk`` when
@@ -14,7 +17,6 @@ reported in one :class:`DataError`.
 """
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,17 +74,22 @@ def spk2utt_from_utt2spk(utt2spk: Mapping[str, str]) -> Dict[str, List[str]]:
     return spk2utt
 
 
-def _wav_location(wav_path: Path, dir: Path) -> str:
-    """Absolute path, or relative to ``dir`` when the audio lives in the same prepared folder."""
+def _wav_location(wav_path: Path, dir: Path, final_dir: Path) -> str:
+    """Absolute path; audio inside the prepared folder being built is given at its final place."""
     wav_path, prepared = wav_path.absolute(), dir.absolute().parent
     if wav_path.is_relative_to(prepared):
-        return os.path.relpath(wav_path, dir.absolute())
+        return str(final_dir.absolute().parent / wav_path.relative_to(prepared))
     return str(wav_path)
 
 
-def write_data_dir(dir: Path, utts: Sequence[Utterance], text39: Mapping[str, Sequence[str]]) -> None:
-    """Write ``wav.scp``, ``text``, ``utt2spk``, ``spk2utt`` for ``utts`` into ``dir`` (created)."""
+def write_data_dir(dir: Path, utts: Sequence[Utterance], text39: Mapping[str, Sequence[str]],
+                   final_dir: Optional[Path] = None) -> None:
+    """Write ``wav.scp``, ``text``, ``utt2spk``, ``spk2utt`` for ``utts`` into ``dir`` (created).
+
+    ``final_dir``: where ``dir`` will be once its prepared folder is renamed (default ``dir``).
+    """
     dir = Path(dir)
+    final_dir = Path(final_dir) if final_dir is not None else dir
     missing = [u.utt_id for u in utts if u.utt_id not in text39]
     if missing:
         raise ValueError(f"no 39-phone transcript for {len(missing)} utterance(s), e.g. {missing[0]}")
@@ -91,7 +98,7 @@ def write_data_dir(dir: Path, utts: Sequence[Utterance], text39: Mapping[str, Se
             raise DataError(f"{utt.wav_path}: a path with white space cannot go into a Kaldi wav.scp: move the corpus")
     dir.mkdir(parents=True, exist_ok=True)
     utt2spk = {u.utt_id: u.speaker for u in utts}
-    write_table(dir / "wav.scp", {u.utt_id: _wav_location(Path(u.wav_path), dir) for u in utts})
+    write_table(dir / "wav.scp", {u.utt_id: _wav_location(Path(u.wav_path), dir, final_dir) for u in utts})
     write_table(dir / "text", {u.utt_id: list(text39[u.utt_id]) for u in utts})
     write_table(dir / "utt2spk", utt2spk)
     write_table(dir / "spk2utt", spk2utt_from_utt2spk(utt2spk))
@@ -144,13 +151,22 @@ def is_pipe(rxfilename: str) -> bool:
 
 
 def _absolute_ark(spec: str, candidates: Sequence[Path]) -> Tuple[Optional[str], Optional[str]]:
-    """Make the file part of ``path[:offset][range]`` absolute; (None, why) when it is not found."""
+    """Make the file part of ``path[:offset][range]`` absolute; (None, why) when it is not found.
+
+    An absolute path that no longer exists is looked up by name in ``candidates[0]`` (the scp's
+    own folder): a prepared folder that was moved or copied still reads its own archives.
+    """
     match = _ARK_SPECIFIER.match(spec)
     path_part = match.group("path") if match else spec
     suffix = spec[len(path_part):]
     path = Path(path_part)
     if path.is_absolute():
-        return (spec, None) if path.is_file() else (None, f"feature file {path_part} does not exist")
+        if path.is_file():
+            return spec, None
+        beside = candidates[0] / path.name if candidates else None
+        if beside is not None and beside.is_file():
+            return f"{beside.resolve()}{suffix}", None
+        return None, f"feature file {path_part} does not exist"
     for base in candidates:
         resolved = base / path
         if resolved.is_file():
@@ -268,6 +284,52 @@ def read_data_dir(dir: Path, allow_pipes: bool) -> KaldiDataDir:
         utt2spk={utt: utt2spk[utt] for utt in sorted(text)},
         wav_scp=wav_scp if wav_scp.is_file() else None,
     )
+
+
+def validate_data_dir(dir: Path) -> None:
+    """The checks of Kaldi's ``utils/validate_data_dir.sh`` on a data dir; one DataError for all faults.
+
+    ``text``, ``feats.scp``, ``utt2spk``, ``spk2utt`` must exist; those and ``wav.scp`` /
+    ``utt2num_frames`` (when present) must be sorted (``LC_ALL=C sort``, no repeated keys) and
+    name the same utterances; ``spk2utt`` must be the inverse of ``utt2spk``.
+    """
+    dir = Path(dir)
+    faults: List[str] = []
+    ids: Dict[str, List[str]] = {}
+    rows_of: Dict[str, List[Tuple[int, str, str]]] = {}
+    for name in ("text", "feats.scp", "utt2spk", "spk2utt", "wav.scp", "utt2num_frames"):
+        path = dir / name
+        if not path.is_file():
+            if name in ("text", "feats.scp", "utt2spk", "spk2utt"):
+                faults.append(f"{path}: missing")
+            continue
+        rows, table_faults = read_table(path)
+        faults.extend(table_faults)
+        keys = [key for _, key, _ in rows]
+        unsorted = next((i for i in range(1, len(keys)) if keys[i - 1].encode() > keys[i].encode()), None)
+        if unsorted is not None:
+            faults.append(f"{path}:{rows[unsorted][0]}: not sorted ({keys[unsorted - 1]} before "
+                          f"{keys[unsorted]}); sort it with LC_ALL=C sort -k1,1")
+        rows_of[name] = rows
+        if name != "spk2utt":
+            ids[name] = keys
+    reference = ids.get("utt2spk")
+    if reference is not None:
+        for name, keys in ids.items():
+            if name == "utt2spk" or set(keys) == set(reference):
+                continue
+            only_here, only_ref = sorted(set(keys) - set(reference)), sorted(set(reference) - set(keys))
+            faults.append(f"{dir / name}: utterance ids differ from utt2spk ({len(only_here)} only in "
+                          f"{name}, {len(only_ref)} only in utt2spk, e.g. {(only_here or only_ref)[0]})")
+    if "utt2spk" in rows_of and "spk2utt" in rows_of:
+        expected = spk2utt_from_utt2spk({utt: spk for _, utt, spk in rows_of["utt2spk"]})
+        found = {spk: sorted(utts.split()) for _, spk, utts in rows_of["spk2utt"]}
+        if found != expected:
+            faults.append(f"{dir / 'spk2utt'}: does not match utt2spk; regenerate it with "
+                          "utils/utt2spk_to_spk2utt.pl")
+    if faults:
+        raise DataError("\n".join([f"Kaldi data dir {dir}: {len(faults)} problem(s) found "
+                                   "(utils/validate_data_dir.sh would refuse it)"] + faults))
 
 
 def write_feats_scp(path: Path, feats: Mapping[str, str]) -> None:

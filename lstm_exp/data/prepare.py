@@ -7,15 +7,26 @@ Output layout (``docs/ARCHITECTURE.md``)::
 
 For ``timit`` and ``synth`` corpora the whole tree is validated, labels folded to 39 phones and
 the units checked before anything is written; features are then extracted over
-``cfg.workers`` processes.  ``feats.scp`` entries of extracted features are relative to their
-data dir (``feats.ark:<offset>``; read them with :func:`lstm_exp.data.kaldi_dir.resolve_feats_scp`)
-so that the stage cache can rename the folder.  For ``kaldi_dir`` the user's ``feats.scp`` /
-``fbank.scp`` entries are referenced with absolute paths, nothing is re-extracted, and the
-user's CMVN stats are used when ``cfg.cmvn`` names them.
+``cfg.workers`` processes.  ``feats.scp`` entries are absolute paths to ``feats.ark`` in the
+folder the output will finally live in (``final_dir``: the stage cache builds in a temporary
+folder and renames it), as Kaldi's ``make_fbank.sh`` writes them, so that Kaldi binaries,
+kaldiio or ESPnet can read them from anywhere; :func:`lstm_exp.data.kaldi_dir.resolve_feats_scp`
+reads these and the relative entries of older outputs.  For ``kaldi_dir`` the user's
+``feats.scp`` / ``fbank.scp`` entries are referenced with absolute paths, nothing is
+re-extracted, and the user's CMVN stats are used when ``cfg.cmvn`` names them.
+
+Partial data is accepted with warnings, as Kaldi's ``timit_data_prep.sh`` does: dev/test
+speakers of the lists that the tree lacks are named in a warning (an empty split stays an
+error), and dev/test phones that never occur in train are mapped to ``UNK`` in ``text`` (the
+recipe's Vocab does the same) with a warning naming each phone and how often it occurs.  The
+returned summary (``meta.json``) holds ``utterances_<split>``, ``missing_speakers_<split>`` and
+``unk_phones_<split>`` beside the nested details.  Every written data dir is checked like
+Kaldi's ``utils/validate_data_dir.sh`` (:func:`lstm_exp.data.kaldi_dir.validate_data_dir`).
 """
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 from dataclasses import asdict
 from pathlib import Path
@@ -26,12 +37,13 @@ import numpy as np
 from tqdm import tqdm
 
 from conf_schemas.data import DataConfig
-from lstm_exp.data.corpus import SPLITS, Utterance, read_timit
+from lstm_exp.data.corpus import SPLITS, Utterance, scan_timit
 from lstm_exp.data.features import check_cmvn_shape, compute_cmvn_stats, extract_features, save_cmvn
 from lstm_exp.data.kaldi_dir import (
     KaldiDataDir,
     read_data_dir,
     spk2utt_from_utt2spk,
+    validate_data_dir,
     write_data_dir,
     write_feats_scp,
     write_table,
@@ -46,6 +58,8 @@ from lstm_exp.data.phones import (
     read_speaker_list,
 )
 from lstm_exp.errors import ConfigError, DataError
+
+log = logging.getLogger(__name__)
 
 BLANK, UNK = "blank", "UNK"
 UNITS_FILE = "units"
@@ -74,22 +88,34 @@ def write_units(path: Path, units: Sequence[str]) -> None:
     Path(path).write_text("".join(f"{name} {index}\n" for index, name in enumerate(units)), encoding="utf-8")
 
 
-def _check_labels_in_units(texts: Mapping[str, Mapping[str, Sequence[str]]], units: Sequence[str]) -> List[str]:
-    """Faults for dev/test labels the train transcripts never use (no output class for them)."""
+def map_unseen_to_unk(
+    texts: Mapping[str, Mapping[str, Sequence[str]]], units: Sequence[str]
+) -> Tuple[Dict[str, Dict[str, List[str]]], Dict[str, Dict[str, int]]]:
+    """Dev/test labels the train transcripts never use -> ``UNK`` (the model has no class for them).
+
+    Returns ``(texts with UNK in their place, split -> phone -> occurrences)`` and logs one
+    warning per split naming each phone and its count.  Train is returned as given.
+    """
     known = set(units)
-    faults = []
-    for split in ("dev", "test"):
-        first_use: Dict[str, str] = {}
-        for utt, phones in sorted(texts.get(split, {}).items()):
+    mapped: Dict[str, Dict[str, List[str]]] = {}
+    unseen: Dict[str, Dict[str, int]] = {}
+    for split, by_utt in texts.items():
+        counts: Dict[str, int] = {}
+        mapped[split] = {}
+        for utt, phones in by_utt.items():
+            out = []
             for phone in phones:
-                if phone not in known:
-                    first_use.setdefault(phone, utt)
-        for phone, utt in sorted(first_use.items()):
-            faults.append(
-                f"{split}/{utt}: label {phone!r} never occurs in the train transcripts, so it has no unit;"
-                " add train data that uses it"
-            )
-    return faults
+                if split != "train" and phone not in known:
+                    counts[phone] = counts.get(phone, 0) + 1
+                    phone = UNK
+                out.append(phone)
+            mapped[split][utt] = out
+        unseen[split] = dict(sorted(counts.items()))
+        if counts:
+            named = ", ".join(f"{phone!r} ({count}x)" for phone, count in unseen[split].items())
+            log.warning("%s: phone(s) never seen in train mapped to %s: %s; the model cannot output "
+                        "them, so each counts as an error (unk_ref_phones in the scores)", split, UNK, named)
+    return mapped, unseen
 
 
 def _raise_if(faults: List[str], summary: str) -> None:
@@ -149,10 +175,25 @@ def _pre_extraction_faults(splits: Mapping[str, List[Utterance]], cfg: DataConfi
     return faults
 
 
-def _prepare_timit_format(cfg: DataConfig, out_dir: Path, corpus_root: Optional[Path], progress: bool) -> dict:
+def _warn_partial(root: Path, missing: Mapping[str, List[str]], list_names: Mapping[str, str],
+                  splits: Mapping[str, List[Utterance]]) -> None:
+    if not any(missing.values()):
+        return
+    counts = ", ".join(f"{split} {len(splits[split])}" for split in SPLITS)
+    for split, speakers in missing.items():
+        if speakers:
+            log.warning("%s: %d speaker(s) of %s not found, %s goes on without them: %s "
+                        "(utterances found: %s)", root, len(speakers), list_names[split], split,
+                        " ".join(speakers), counts)
+
+
+def _prepare_timit_format(cfg: DataConfig, out_dir: Path, corpus_root: Optional[Path], progress: bool,
+                          final_dir: Path) -> dict:
     root = _corpus_root(cfg, out_dir, corpus_root, progress)
     (dev_speakers, dev_name), (test_speakers, test_name) = _speaker_lists(cfg, root)
-    splits = read_timit(root, dev_speakers, test_speakers, dev_list_name=dev_name, test_list_name=test_name, progress=progress)
+    scan = scan_timit(root, dev_speakers, test_speakers, dev_list_name=dev_name, test_list_name=test_name,
+                      progress=progress)
+    splits = scan.splits
 
     texts: Dict[str, Dict[str, List[str]]] = {}
     faults = _pre_extraction_faults(splits, cfg)
@@ -164,18 +205,20 @@ def _prepare_timit_format(cfg: DataConfig, out_dir: Path, corpus_root: Optional[
                 faults.append(f"{utt.wav_path}: no phones left after folding to 39 (only 'q' segments)")
             texts[split][utt.utt_id] = phones
     units = build_units(texts["train"][utt] for utt in sorted(texts["train"]))
-    faults.extend(_check_labels_in_units(texts, units))
     _raise_if(faults, f"corpus {root}")
+    _warn_partial(root, scan.missing_speakers, {"dev": dev_name, "test": test_name}, splits)
+    texts, unseen = map_unseen_to_unk(texts, units)
 
     out_dir.mkdir(parents=True, exist_ok=True)
     frames: Dict[str, Dict[str, int]] = {}
     for split in SPLITS:
         split_dir = out_dir / split
-        write_data_dir(split_dir, splits[split], texts[split])
+        write_data_dir(split_dir, splits[split], texts[split], final_dir=final_dir / split)
         items = [(u.utt_id, u.wav_path) for u in splits[split]]
         frames[split] = extract_features(items, cfg.fbank, split_dir, workers=cfg.workers, progress=progress)
-        _make_scp_relative(split_dir / "feats.scp")
+        _make_scp_final(split_dir / "feats.scp", final_dir / split)
         write_utt2num_frames(split_dir, frames[split])
+        validate_data_dir(split_dir)
 
     train_ark = out_dir / "train" / "feats.ark"
     stats = compute_cmvn_stats(mat for _, mat in kaldiio.load_ark(str(train_ark)))
@@ -191,21 +234,31 @@ def _prepare_timit_format(cfg: DataConfig, out_dir: Path, corpus_root: Optional[
         feature_dim=int(stats.shape[1] - 1),
         units=units,
         cmvn_source="train",
+        missing_speakers=scan.missing_speakers,
+        unseen_phones=unseen,
     )
     (out_dir / META_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
     return meta
 
 
-def _make_scp_relative(scp: Path) -> None:
-    """Rewrite ``<out>/<split>/feats.ark:N`` entries as ``feats.ark:N`` (relative to the scp's folder)."""
+def _make_scp_final(scp: Path, final_split_dir: Path) -> None:
+    """Point ``<build>/<split>/feats.ark:N`` entries at ``<final_split_dir>/feats.ark:N`` (absolute).
+
+    The stage builds in a temporary folder that is renamed into ``final_split_dir``'s parent;
+    Kaldi's ``make_fbank.sh`` writes absolute paths too, so any tool reads the scp from anywhere.
+    """
     prefix = str(scp.parent.absolute()) + "/"
+    final_prefix = str(Path(final_split_dir).absolute()) + "/"
     lines = []
     for line in scp.read_text(encoding="utf-8").splitlines():
         utt, location = line.split(None, 1)
         absolute = str(Path(location).absolute()) if not location.startswith("/") else location
         if absolute.startswith(prefix):
-            location = absolute[len(prefix):]
-        lines.append(f"{utt} {location}\n")
+            absolute = final_prefix + absolute[len(prefix):]
+        if any(c.isspace() for c in absolute):
+            raise DataError(f"{absolute}: a path with white space cannot go into a Kaldi feats.scp; "
+                            "set paths.cache_dir to a folder without spaces")
+        lines.append(f"{utt} {absolute}\n")
     scp.write_text("".join(lines), encoding="utf-8")
 
 
@@ -289,7 +342,7 @@ def _prepare_kaldi_dirs(cfg: DataConfig, out_dir: Path, progress: bool) -> dict:
     _raise_if(faults, f"Kaldi data dirs under {root}")
 
     units = build_units(dirs["train"].text[utt] for utt in dirs["train"].utt_ids)
-    faults.extend(_check_labels_in_units({s: d.text for s, d in dirs.items()}, units))
+    texts, unseen = map_unseen_to_unk({s: d.text for s, d in dirs.items()}, units)
     expected_dim = cfg.fbank.feature_dim
     user_stats = None
     if cfg.cmvn is not None:
@@ -311,12 +364,13 @@ def _prepare_kaldi_dirs(cfg: DataConfig, out_dir: Path, progress: bool) -> dict:
         source, split_dir = dirs[split], out_dir / split
         split_dir.mkdir()
         write_feats_scp(split_dir / "feats.scp", source.feats)
-        write_table(split_dir / "text", source.text)
+        write_table(split_dir / "text", texts[split])
         write_table(split_dir / "utt2spk", source.utt2spk)
         write_table(split_dir / "spk2utt", spk2utt_from_utt2spk(source.utt2spk))
         write_utt2num_frames(split_dir, frames[split])
         if source.wav_scp is not None:
             shutil.copyfile(source.wav_scp, split_dir / "wav.scp")
+        validate_data_dir(split_dir)
     stats = user_stats if user_stats is not None else train_stats
     save_cmvn(out_dir / CMVN_FILE, stats)
     write_units(out_dir / UNITS_FILE, units)
@@ -330,6 +384,8 @@ def _prepare_kaldi_dirs(cfg: DataConfig, out_dir: Path, progress: bool) -> dict:
         feature_dim=expected_dim,
         units=units,
         cmvn_source=str(Path(cfg.cmvn).absolute()) if cfg.cmvn is not None else "train",
+        missing_speakers={split: [] for split in SPLITS},
+        unseen_phones=unseen,
     )
     (out_dir / META_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
     return meta
@@ -347,8 +403,16 @@ def _meta(
     feature_dim: int,
     units: Sequence[str],
     cmvn_source: str,
+    missing_speakers: Mapping[str, List[str]],
+    unseen_phones: Mapping[str, Mapping[str, int]],
 ) -> dict:
+    flat = {}  # one number per split, for the tracking (stage summaries become MLflow values)
+    for split in SPLITS:
+        flat[f"utterances_{split}"] = len(frames[split])
+        flat[f"missing_speakers_{split}"] = len(missing_speakers.get(split, []))
+        flat[f"unk_phones_{split}"] = int(sum(unseen_phones.get(split, {}).values()))
     return {
+        **flat,
         "kind": cfg.kind,
         "source": source,
         "speaker_lists": speaker_lists,
@@ -363,20 +427,28 @@ def _meta(
         "features_extracted": cfg.kind != "kaldi_dir",
         # feats.scp entries that are shell commands were accepted explicitly (data.allow_pipes)
         "allow_pipes": bool(cfg.allow_pipes),
+        # listed dev/test speakers the corpus lacks (a partial copy), by split
+        "missing_speaker_ids": {split: list(missing_speakers.get(split, [])) for split in SPLITS},
+        # dev/test phones never seen in train, mapped to UNK: split -> phone -> occurrences
+        "unseen_phones": {split: dict(unseen_phones.get(split, {})) for split in SPLITS},
     }
 
 
-def prepare_data(cfg: DataConfig, out_dir: Path, corpus_root: Optional[Path] = None, progress: bool = True) -> dict:
+def prepare_data(cfg: DataConfig, out_dir: Path, corpus_root: Optional[Path] = None, progress: bool = True,
+                 final_dir: Optional[Path] = None) -> dict:
     """Build the prepared layout in ``out_dir`` (a fresh folder) and return the ``meta.json`` content.
 
     ``corpus_root`` overrides ``cfg.root`` for TIMIT-format corpora (the synthetic corpus stage
     passes its output here); for ``synth`` with neither, the corpus is generated into
-    ``out_dir/corpus``.  Raises :class:`DataError` before writing anything when the corpus or
-    the data dirs are faulty.
+    ``out_dir/corpus``.  ``final_dir``: where ``out_dir`` will be renamed to (the stage cache's
+    entry); absolute paths in ``feats.scp`` / ``wav.scp`` point there (default: ``out_dir``).
+    Raises :class:`DataError` before writing anything when the corpus or the data dirs are
+    faulty.
     """
     out_dir = Path(out_dir)
+    final_dir = Path(final_dir if final_dir is not None else out_dir).absolute()
     if out_dir.exists() and any(out_dir.iterdir()):
         raise ConfigError(f"{out_dir}: prepare needs an empty output folder")
     if cfg.kind == "kaldi_dir":
         return _prepare_kaldi_dirs(cfg, out_dir, progress)
-    return _prepare_timit_format(cfg, out_dir, corpus_root, progress)
+    return _prepare_timit_format(cfg, out_dir, corpus_root, progress, final_dir)

@@ -17,10 +17,13 @@ from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from lstm_exp.errors import DataError
+from lstm_exp.errors import CheckpointError, DataError
 
 BLANK = "blank"
 UNK = "UNK"
+#: the one line every consumer of phone names gives for a model without units
+NO_UNITS_MESSAGE = ("carries no unit list, so its class ids cannot be mapped to phones; set "
+                    "model.units_file to the units it was trained with (the recipe's data/units)")
 
 
 @dataclass(frozen=True)
@@ -32,8 +35,13 @@ class UnitTable:
     unk_id: Optional[int]
 
     @classmethod
-    def from_units(cls, units: Sequence[str]) -> "UnitTable":
-        """Check ``units`` (``["blank", "UNK", phones...]``) and locate blank and UNK."""
+    def from_units(cls, units: Optional[Sequence[str]]) -> "UnitTable":
+        """Check ``units`` (``["blank", "UNK", phones...]``) and locate blank and UNK.
+
+        ``None`` (a model loaded from a checkpoint without units) is refused in one line that
+        names ``model.units_file``."""
+        if units is None:
+            raise CheckpointError(f"the model {NO_UNITS_MESSAGE}")
         names = tuple(str(u) for u in units)
         faults: List[str] = []
         if len(names) < 2:

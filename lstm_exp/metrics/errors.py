@@ -6,6 +6,10 @@ Honest (:func:`score_utterances`), over every utterance:
   phones x 100, with the substitutions, deletions and insertions of one optimal alignment.
 * CER = sum of character edit distances between the phones joined by single spaces / total
   reference characters (joined the same way) x 100.
+* Reference phones that never occurred in training were mapped to ``UNK`` by the prepare stage
+  (as the recipe's Vocab does).  They stay in the references and the denominators: the model
+  cannot output them (the decoders never emit UNK), so each is an error, and
+  ``unk_ref_phones`` says how many there were.
 * An utterance with an empty reference adds its hypothesis length as insertions (and its
   joined length as character errors) and nothing to the denominators; if *every* reference is
   empty the rates are undefined and a :class:`DataError` is raised.
@@ -31,6 +35,8 @@ from rapidfuzz.distance import Levenshtein
 
 from lstm_exp.errors import ConfigError, DataError
 
+#: the unit that stands for phones unseen in training (lstm_exp.data.prepare.UNK)
+UNK = "UNK"
 #: the recipe's hard-coded utterance budget: ``test_num = 399 // batchsize``
 RECIPE_SCORED_UTTERANCES = 399
 
@@ -68,6 +74,8 @@ class ErrorReport:
     ref_chars: int
     utterances: List[UtteranceErrors]
     confusions: Counter = field(default_factory=Counter)  # (ref phone, hyp phone) -> count
+    #: reference phones that are ``UNK`` (unseen in training; always errors, counted in ref_phones)
+    unk_ref_phones: int = 0
 
     @property
     def errors(self) -> int:
@@ -90,6 +98,7 @@ class ErrorReport:
                 "deletions": u.deletions,
                 "insertions": u.insertions,
                 "ref_phones": len(u.ref),
+                "unk_ref_phones": sum(1 for p in u.ref if p == UNK),
                 "char_errors": u.char_errors,
                 "ref_chars": u.ref_chars,
             }
@@ -161,6 +170,7 @@ def score_utterances(refs: Mapping[str, Sequence[str]], hyps: Mapping[str, Seque
         substitutions=substitutions, deletions=deletions, insertions=insertions,
         ref_phones=ref_phones, char_errors=char_errors, ref_chars=ref_chars,
         utterances=rows, confusions=confusions,
+        unk_ref_phones=sum(1 for u in rows for phone in u.ref if phone == UNK),
     )
 
 

@@ -13,6 +13,10 @@ checked against any configured values, and the weights are loaded strictly (the 
 ``strict=False`` silently ignores wrong keys).  Files that need full unpickling (the GPU
 recipe's ``save_package`` stores ``nn.LSTM`` as a class object) are refused unless the caller
 passes ``trust=True`` (``model.trust_checkpoint=true``).
+
+The recipe's ``ctc_best_model.pth`` carries no unit list.  Log-probs need none, so such a model
+loads with ``units=None`` (and is saved so); whatever maps class ids to phones (the decoders,
+the app through :func:`require_units`) refuses it with one line naming ``model.units_file``.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
 
 import torch
 
+from lstm_exp.decode.greedy import NO_UNITS_MESSAGE
 from lstm_exp.errors import CheckpointError
 from lstm_exp.model.ctc import CTCModel, ModelArch
 
@@ -52,11 +57,11 @@ def _plain(value: Any) -> Any:
     return str(value)
 
 
-def save_checkpoint(path: Union[str, Path], model: CTCModel, units: Sequence[str],
+def save_checkpoint(path: Union[str, Path], model: CTCModel, units: Optional[Sequence[str]],
                     **meta: Any) -> Path:
-    """Write ``model`` (weights, architecture) and its ``units`` to ``path``; returns it."""
-    units = [str(u) for u in units]
-    if len(units) != model.arch.num_classes:
+    """Write ``model`` (weights, architecture) and its ``units`` (None: unknown) to ``path``."""
+    units = [str(u) for u in units] if units is not None else None
+    if units is not None and len(units) != model.arch.num_classes:
         raise CheckpointError(f"{path}: {len(units)} units given for a model with "
                               f"{model.arch.num_classes} classes; pass the model's unit list")
     state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
@@ -247,7 +252,8 @@ def load_checkpoint(path: Union[str, Path], units_file: Optional[Union[str, Path
 
     ``expected``: config values (a dict, ``ModelArch`` or ``ModelConfig``) that must agree with
     the weights; ``None`` entries and unknown keys are ignored.  The returned model carries
-    ``.arch`` and ``.units``.
+    ``.arch`` and ``.units``: the stored list, else the one of ``units_file``, else None (an
+    original checkpoint; see :func:`require_units`).
     """
     path = Path(path)
     package = _read_file(path, trust)
@@ -275,7 +281,7 @@ def load_checkpoint(path: Union[str, Path], units_file: Optional[Union[str, Path
     model.eval()
 
     units: Optional[List[str]] = None
-    if ours:
+    if ours and package.get("units") is not None:
         units = [str(u) for u in package["units"]]
     if units_file is not None:
         file_units = read_units(units_file)
@@ -283,12 +289,17 @@ def load_checkpoint(path: Union[str, Path], units_file: Optional[Union[str, Path
             raise CheckpointError(f"{units_file}: unit list differs from the one stored in "
                                   f"{path}; drop model.units_file or fix the file")
         units = file_units
-    if units is None:
-        raise CheckpointError(f"{path}: carries no unit list; set model.units_file to the "
-                              "units it was trained with (the recipe's data/units)")
-    if len(units) != inferred.num_classes:
+    if units is not None and len(units) != inferred.num_classes:
         raise CheckpointError(f"{units_file or path}: {len(units)} units but the checkpoint has "
                               f"{inferred.num_classes} output classes; use the unit list the "
                               "model was trained with")
     model.units = units
     return model
+
+
+def require_units(model: CTCModel, source: Union[str, Path, None] = None) -> List[str]:
+    """The model's unit list; a :class:`CheckpointError` naming ``model.units_file`` when it has none."""
+    units = getattr(model, "units", None)
+    if units is None:
+        raise CheckpointError(f"{source or 'the model'}: {NO_UNITS_MESSAGE}")
+    return list(units)

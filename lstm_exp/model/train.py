@@ -6,9 +6,16 @@ length inside random groups (little padding, still shuffled); optional mel-warp 
 PER: argmax, collapse repeats, drop blanks).  An epoch *improves* when dev PER or dev loss
 reaches a new best; otherwise the learning rate is halved (``lr_halving``) and after
 ``patience`` such epochs in a row training stops.  The best model is the one with the lowest
-dev PER (ties: lower loss).  ``max_minutes`` bounds the wall-clock time of one invocation: the
-epoch running when the budget is reached is cut short, scored and logged with
-``"truncated": true``.
+dev PER (ties: lower loss).
+
+Training is deterministic: a fixed number of epochs, seeded shuffling, augmentation and dropout,
+``torch.use_deterministic_algorithms`` and a fixed CPU thread count (``train.num_threads``) give
+bit-identical weights for the same config on any machine with the same thread count (and the
+same torch build and CPU instruction set).  ``max_minutes`` is an optional cap on the
+wall-clock time of one invocation (off by default): the epoch running when it is reached is cut
+short, scored and logged with ``"truncated": true``; the summary then says
+``stopped_by: time`` and ``machine_dependent: true`` and a warning says so, since how far
+training got depends on the machine's speed and load.
 
 Writes into ``out_dir``:
 
@@ -22,6 +29,7 @@ Writes into ``out_dir``:
 from __future__ import annotations
 
 import json
+import logging
 import math
 import random
 import sys
@@ -40,6 +48,8 @@ from lstm_exp.errors import CheckpointError, ConfigError, DataError
 from lstm_exp.model.augment import AugmentParams, augment_batch
 from lstm_exp.model.checkpoint import save_checkpoint
 from lstm_exp.model.ctc import CTCModel, ModelArch
+
+log = logging.getLogger(__name__)
 
 TRAIN_STATE_TAG = "lstm_exp.train_state/1"
 BEST_NAME = "model.pt"
@@ -217,7 +227,9 @@ def train_model(model_cfg: ModelConfig, train_cfg: TrainConfig, prepared_dir: Pa
 
     Summary keys: ``epochs`` (finished epochs, all invocations), ``best_epoch``,
     ``best_dev_loss``, ``best_dev_per``, ``minutes`` (this invocation), ``params``,
-    ``device``, ``stopped`` (``epochs`` | ``early_stop`` | ``time_budget``), ``resumed_from``.
+    ``device``, ``stopped_by`` (``epochs`` | ``early_stop`` | ``time``), ``machine_dependent``
+    (true when ``max_minutes`` cut training short, now or in a resumed run, or on a GPU) and
+    ``machine_dependent_because``, ``resumed_from``.
     """
     prepared_dir = Path(prepared_dir)
     units, train_set, dev_set = _load_data(prepared_dir, prepared_dir / "units", progress)
@@ -228,6 +240,33 @@ def fit(model_cfg: ModelConfig, train_cfg: TrainConfig, units: Sequence[str],
         train_set: Sequence[Any], dev_set: Sequence[Any], out_dir: Path,
         progress: bool = True) -> Dict[str, Any]:
     """:func:`train_model` on examples already loaded (``Example(utt_id, feats, labels)``)."""
+    was_deterministic = torch.are_deterministic_algorithms_enabled()
+    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    # CUDA's CTC loss backward has no deterministic kernel: there, warn instead of failing
+    on_cpu = resolve_device(train_cfg.device).type == "cpu"
+    torch.use_deterministic_algorithms(True, warn_only=not on_cpu)
+    try:
+        summary = _fit(model_cfg, train_cfg, units, train_set, dev_set, out_dir, progress)
+    finally:
+        torch.use_deterministic_algorithms(was_deterministic, warn_only=warn_only)
+    reasons = []
+    if summary.pop("cut_by_time"):
+        reasons.append(f"train.max_minutes={train_cfg.max_minutes:g} cut training short "
+                       "(train_stopped_by=time)")
+        log.warning("train.max_minutes=%g stopped training in epoch %d of %d: the weights depend "
+                    "on this machine's speed and load (train_stopped_by=time); set "
+                    "train.max_minutes=0 for a result any machine reproduces",
+                    train_cfg.max_minutes, summary["epochs"], train_cfg.epochs)
+    if not on_cpu:
+        reasons.append(f"trained on {summary['device']} (kernels without a deterministic variant)")
+    summary["machine_dependent"] = bool(reasons)
+    summary["machine_dependent_because"] = "; ".join(reasons)
+    return summary
+
+
+def _fit(model_cfg: ModelConfig, train_cfg: TrainConfig, units: Sequence[str],
+         train_set: Sequence[Any], dev_set: Sequence[Any], out_dir: Path,
+         progress: bool) -> Dict[str, Any]:
     started = time.monotonic()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -252,7 +291,8 @@ def fit(model_cfg: ModelConfig, train_cfg: TrainConfig, units: Sequence[str],
                             train_cfg.time_mask_width) if train_cfg.augment else None
 
     book = {"epoch": 0, "best_per": math.inf, "best_loss": math.inf, "best_epoch": 0,
-            "min_per": math.inf, "min_loss": math.inf, "bad_epochs": 0, "stopped": ""}
+            "min_per": math.inf, "min_loss": math.inf, "bad_epochs": 0, "stopped": "",
+            "cut_by_time": False}
     last_path, log_path = out_dir / LAST_NAME, out_dir / LOG_NAME
     resumed_from = 0
     if train_cfg.resume and last_path.is_file():
@@ -330,7 +370,8 @@ def fit(model_cfg: ModelConfig, train_cfg: TrainConfig, units: Sequence[str],
                 halving.halve()
         book["epoch"] = epoch
         if truncated:
-            book["stopped"] = "time_budget"
+            book["stopped"] = "time"
+            book["cut_by_time"] = True
         elif train_cfg.patience and book["bad_epochs"] >= train_cfg.patience:
             book["stopped"] = "early_stop"
         elif epoch >= train_cfg.epochs:
@@ -351,7 +392,8 @@ def fit(model_cfg: ModelConfig, train_cfg: TrainConfig, units: Sequence[str],
     return {"epochs": book["epoch"], "best_epoch": book["best_epoch"],
             "best_dev_loss": book["best_loss"], "best_dev_per": book["best_per"],
             "minutes": (time.monotonic() - started) / 60.0, "params": model.num_parameters(),
-            "device": str(device), "stopped": book["stopped"], "resumed_from": resumed_from,
+            "device": str(device), "stopped_by": book["stopped"],
+            "cut_by_time": bool(book.get("cut_by_time")), "resumed_from": resumed_from,
             "train_utterances": len(train_set), "dev_utterances": len(dev_set)}
 
 
@@ -388,7 +430,7 @@ def _resume(path: Path, model: CTCModel, optimizer: torch.optim.Optimizer, halvi
     halving.load_state_dict(state["scheduler"])
     _restore_rng(state["rng"], generator)
     book = dict(state["book"])
-    # A run that ended because of epochs or the time budget may go on; early stopping stands.
-    if book["stopped"] in ("epochs", "time_budget"):
+    # A run that ended because of epochs or the time cap may go on; early stopping stands.
+    if book["stopped"] in ("epochs", "time", "time_budget"):
         book["stopped"] = ""
     return book

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from lstm_exp.data.corpus import read_timit
+from lstm_exp.data.corpus import read_timit, scan_timit
 from lstm_exp.data.phones import (
     FOLD_61_TO_39,
     PHONES_39,
@@ -113,10 +113,12 @@ def test_split_with_no_speakers_names_the_list(tmp_path):
     assert f"no dev utterances: none of the 2 speakers in dev_spk.list found under {tmp_path / 'TEST'}" in message
 
 
-def test_partially_missing_speakers_are_listed(tmp_path):
+def test_partially_missing_speakers_are_returned_not_refused(tmp_path):
     build_timit_tree(tmp_path)
-    with pytest.raises(DataError, match=r"test_spk.list: 1 of the 3 speakers not found under .*: zzzz0"):
-        read_timit(tmp_path, ["faks0"], ["mdab0", "mwbt0", "zzzz0"], test_list_name="test_spk.list")
+    scan = scan_timit(tmp_path, ["faks0", "yyyy0"], ["mdab0", "mwbt0", "zzzz0"], test_list_name="test_spk.list")
+    assert scan.missing_speakers == {"train": [], "dev": ["yyyy0"], "test": ["zzzz0"]}
+    assert {u.speaker for u in scan.splits["test"]} == {"mdab0", "mwbt0"}
+    assert {u.speaker for u in scan.splits["dev"]} == {"faks0"}
 
 
 def test_missing_train_folder(tmp_path):

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from lstm_exp.data.corpus import read_timit
-from lstm_exp.data.kaldi_dir import read_data_dir, resolve_feats_scp, write_data_dir
+from lstm_exp.data.kaldi_dir import read_data_dir, resolve_feats_scp, validate_data_dir, write_data_dir
 from lstm_exp.data.phones import fold_to_39
 from lstm_exp.errors import DataError
 from timit_fixtures import build_timit_tree, write_kaldi_user_dir
@@ -110,3 +110,34 @@ def test_missing_ark_file_is_named(tmp_path):
     (dir / "raw.ark").unlink()
     with pytest.raises(DataError, match=r"feats.scp:1: feature file .*raw.ark does not exist"):
         read_data_dir(dir, allow_pipes=False)
+
+
+def _valid_dir(dir: Path) -> Path:
+    dir.mkdir(parents=True)
+    (dir / "text").write_text("a_1 s iy\na_2 iy\nb_1 s\n")
+    (dir / "feats.scp").write_text("a_1 /x.ark:1\na_2 /x.ark:2\nb_1 /x.ark:3\n")
+    (dir / "utt2spk").write_text("a_1 a\na_2 a\nb_1 b\n")
+    (dir / "spk2utt").write_text("a a_1 a_2\nb b_1\n")
+    return dir
+
+
+def test_validate_data_dir_accepts_a_sorted_consistent_dir(tmp_path):
+    validate_data_dir(_valid_dir(tmp_path / "ok"))
+
+
+@pytest.mark.parametrize(
+    "name,content,words",
+    [
+        ("text", "a_2 iy\na_1 s iy\nb_1 s\n", "text:2: not sorted (a_2 before a_1)"),
+        ("feats.scp", "a_1 /x.ark:1\nb_1 /x.ark:3\n", "feats.scp: utterance ids differ from utt2spk"),
+        ("spk2utt", "a a_1\nb b_1 a_2\n", "spk2utt: does not match utt2spk"),
+        ("utt2spk", "a_1 a\na_1 a\na_2 a\nb_1 b\n", "utt2spk:2: utterance a_1 repeated"),
+    ],
+    ids=["unsorted", "ids-differ", "spk2utt", "repeated"],
+)
+def test_validate_data_dir_names_the_fault(tmp_path, name, content, words):
+    dir = _valid_dir(tmp_path / "bad")
+    (dir / name).write_text(content)
+    with pytest.raises(DataError, match="validate_data_dir.sh") as caught:
+        validate_data_dir(dir)
+    assert words in str(caught.value)

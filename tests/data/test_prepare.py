@@ -114,25 +114,82 @@ def test_cmvn_stats_come_from_train_only(prepared_timit):
     assert np.abs(train_mean - with_dev_mean).max() > 0.5  # the louder dev audio would have moved the mean
 
 
-def test_prepared_folder_can_be_moved(prepared_timit, tmp_path):
+def test_feats_scp_is_absolute_and_kaldiio_reads_it_from_elsewhere(prepared_timit, tmp_path, monkeypatch):
     _, out, _ = prepared_timit
+    monkeypatch.chdir(tmp_path)  # another working directory
+    for split in SPLITS:
+        for line in (out / split / "feats.scp").read_text().splitlines():
+            assert line.split()[1].startswith(str(out / split / "feats.ark") + ":")
+        for line in (out / split / "wav.scp").read_text().splitlines():
+            assert Path(line.split()[1]).is_absolute()
+        frames = {utt: int(n) for utt, n in read_kv(out / split / "utt2num_frames").items()}
+        table = kaldiio.load_scp(str(out / split / "feats.scp"))
+        assert {utt: table[utt].shape for utt in table} == {utt: (n, 81) for utt, n in frames.items()}
+
+
+def test_scp_points_at_the_final_folder_and_a_moved_folder_still_reads(tmp_path):
+    info = build_timit_tree(tmp_path / "timit")
+    build, final = tmp_path / "cache" / ".tmp-key", tmp_path / "cache" / "key"
+    prepare_data(timit_config(tmp_path, info), build, progress=False, final_dir=final)
+    assert str(build) not in (build / "dev" / "feats.scp").read_text()
+    build.rename(final)
+    table = kaldiio.load_scp(str(final / "dev" / "feats.scp"))
+    assert len(list(table.items())) == 3
     moved = tmp_path / "moved"
-    shutil.copytree(out, moved)
+    final.rename(moved)  # the absolute entries now point nowhere: the archive beside the scp is used
     for location in resolve_feats_scp(moved / "dev" / "feats.scp").values():
-        assert location.startswith(str(moved))
+        assert location.startswith(str(moved / "dev" / "feats.ark"))
         assert kaldiio.load_mat(location).shape[1] == 81
 
 
-def test_dev_label_missing_from_train_fails_before_writing(tmp_path):
+def test_older_relative_feats_scp_is_still_read(prepared_timit, tmp_path):
+    _, out, _ = prepared_timit
+    copy = tmp_path / "old"
+    shutil.copytree(out / "dev", copy / "dev")
+    scp = copy / "dev" / "feats.scp"
+    scp.write_text(scp.read_text().replace(str(out / "dev") + "/", ""))
+    for location in resolve_feats_scp(scp).values():
+        assert location.startswith(str(copy / "dev" / "feats.ark"))
+        assert kaldiio.load_mat(location).shape[1] == 81
+
+
+def test_dev_phone_unseen_in_train_becomes_unk_with_a_warning(tmp_path, caplog):
     layout = {
         "TRAIN": {"DR1": {"FCJF0": {"SI1027": ["s", "iy"]}}},
-        "TEST": {"DR1": {"FAKS0": {"SI943": ["zh", "iy"]}}, "DR2": {"MDAB0": {"SI1039": ["s"]}}},
+        "TEST": {"DR1": {"FAKS0": {"SI943": ["sh", "iy", "sh"]}}, "DR2": {"MDAB0": {"SI1039": ["s"]}}},
     }
     info = build_timit_tree(tmp_path / "timit", layout=layout, dev_speakers=["faks0"], test_speakers=["mdab0"])
     out = tmp_path / "prepared"
-    with pytest.raises(DataError, match=r"dev/faks0_si943: label 'sh' never occurs in the train transcripts"):
-        prepare_data(timit_config(tmp_path, info), out, progress=False)
-    assert not out.exists()
+    with caplog.at_level("WARNING", logger="lstm_exp.data.prepare"):
+        summary = prepare_data(timit_config(tmp_path, info), out, progress=False)
+    assert "dev: phone(s) never seen in train mapped to UNK: 'sh' (2x)" in caplog.text
+    assert read_kv(out / "dev" / "text") == {"faks0_si943": "sil UNK iy UNK sil"}
+    assert summary["unk_phones_dev"] == 2 and summary["unk_phones_test"] == 0
+    assert summary["unseen_phones"]["dev"] == {"sh": 2}
+    assert "sh" not in (out / "units").read_text().split()
+
+
+def test_partial_timit_tree_prepares_with_a_warning_naming_missing_speakers(tmp_path, caplog):
+    info = build_timit_tree(tmp_path / "timit")
+    info.dev_speakers.append("fxyz0")
+    info.test_speakers.extend(["mabc0", "mdef1"])
+    out = tmp_path / "prepared"
+    with caplog.at_level("WARNING", logger="lstm_exp.data.prepare"):
+        summary = prepare_data(timit_config(tmp_path, info), out, progress=False)
+    assert "1 speaker(s) of" in caplog.text and "fxyz0" in caplog.text
+    assert "2 speaker(s) of" in caplog.text and "mabc0 mdef1" in caplog.text
+    assert "utterances found: train 6, dev 3, test 3" in caplog.text
+    assert summary["missing_speakers_dev"] == 1 and summary["missing_speakers_test"] == 2
+    assert summary["missing_speaker_ids"] == {"train": [], "dev": ["fxyz0"], "test": ["mabc0", "mdef1"]}
+    assert [summary[f"utterances_{s}"] for s in SPLITS] == [6, 3, 3]
+
+
+def test_timit_tree_with_an_empty_split_is_refused(tmp_path):
+    info = build_timit_tree(tmp_path / "timit")
+    info.dev_speakers[:] = ["fxyz0"]
+    with pytest.raises(DataError, match=r"no dev utterances: none of the 1 speakers"):
+        prepare_data(timit_config(tmp_path, info), tmp_path / "prepared", progress=False)
+    assert not (tmp_path / "prepared").exists()
 
 
 def test_corpus_faults_raise_before_writing(tmp_path):
@@ -167,6 +224,16 @@ def test_kaldi_dir_kind_references_user_features(tmp_path):
     assert (out / "units").read_text().splitlines() == ["blank 0", "UNK 1", "sil 2", "s 3", "iy 4"]
     np.testing.assert_allclose(kaldiio.load_mat(str(out / "cmvn.mat")), raw_stats(mats["train"].values()), rtol=1e-9)
     assert not (out / "train" / "feats.ark").exists(), "features are referenced, not copied"
+
+
+def test_kaldi_dir_kind_maps_unseen_test_phones_to_unk(tmp_path, caplog):
+    user_kaldi_dirs(tmp_path / "data")
+    write_kaldi_user_dir(tmp_path / "data" / "test", ["e1"], labels="s aa sil aa")
+    with caplog.at_level("WARNING", logger="lstm_exp.data.prepare"):
+        summary = prepare_data(DataConfig(kind="kaldi_dir", root=str(tmp_path / "data")), tmp_path / "out", progress=False)
+    assert "test: phone(s) never seen in train mapped to UNK: 'aa' (2x)" in caplog.text
+    assert read_kv(tmp_path / "out" / "test" / "text") == {"e1": "s UNK sil UNK"}
+    assert summary["unk_phones_test"] == 2 and summary["utterances_test"] == 1
 
 
 def test_kaldi_dir_kind_uses_given_cmvn_stats(tmp_path):

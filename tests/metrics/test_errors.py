@@ -23,8 +23,19 @@ def test_substitution_insertion_counts_and_cer():
     [row] = report.rows()
     assert row == {
         "utt_id": "u", "ref": "a b c d", "hyp": "a x c d e", "errors": 2, "substitutions": 1,
-        "deletions": 0, "insertions": 1, "ref_phones": 4, "char_errors": 3, "ref_chars": 7,
+        "deletions": 0, "insertions": 1, "ref_phones": 4, "unk_ref_phones": 0, "char_errors": 3,
+        "ref_chars": 7,
     }
+
+
+def test_unk_reference_phones_are_counted_and_always_errors():
+    # dev phone 'zh' unseen in train became UNK in the reference; the model never outputs UNK,
+    # so its best guess there is a substitution and the UNK stays in the denominator
+    report = score_utterances({"u1": ["sil", "UNK", "iy"], "u2": ["UNK"]}, {"u1": ["sil", "sh", "iy"], "u2": []})
+    assert report.unk_ref_phones == 2 and report.ref_phones == 4
+    assert (report.substitutions, report.deletions) == (1, 1)
+    assert report.per == pytest.approx(50.0)
+    assert [row["unk_ref_phones"] for row in report.rows()] == [1, 1]
 
 
 def test_empty_hypothesis_is_all_deletions():

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from lstm_exp.errors import CheckpointError
-from lstm_exp.model import load_checkpoint, read_units, save_checkpoint
+from lstm_exp.decode import GreedyDecoder
+from lstm_exp.model import load_checkpoint, read_units, require_units, save_checkpoint
 from reference_net import reference_forward
 from test_ctc import gpu_to_npu_keys
 
@@ -137,10 +138,29 @@ def test_config_values_are_checked_against_the_weights(tmp_path, tiny_gpu_model,
     assert load_checkpoint(path, units_file=recipe_units, expected=expected).arch.hidden == 8
 
 
-def test_units_are_required_and_must_match_the_classes(tmp_path, tiny_gpu_model):
+def test_unitless_original_checkpoint_gives_log_probs_and_decoding_refuses(tmp_path, tiny_gpu_model,
+                                                                            padded_batch):
+    path = tmp_path / "ctc_best_model.pth"  # the recipe's file: weights and metadata, no units
+    torch.save(original_package(tiny_gpu_model.state_dict(), "gpu", True, "nested_with_metadata"), path)
+    model = load_checkpoint(path)
+    assert model.units is None
+    x, lengths = padded_batch
+    with torch.no_grad():
+        log_probs = model(x)
+    assert log_probs.shape[2] == 7
+    torch.testing.assert_close(log_probs.exp().sum(dim=2), torch.ones(log_probs.shape[:2]))
+    with pytest.raises(CheckpointError) as caught:
+        GreedyDecoder(model.units)
+    message = str(caught.value)
+    assert "model.units_file" in message and "\n" not in message
+    with pytest.raises(CheckpointError, match=f"{path.name}: carries no unit list.*model.units_file"):
+        require_units(model, path)
+    resaved = save_checkpoint(tmp_path / "model.pt", model, None)  # the app's import keeps units=None
+    assert load_checkpoint(resaved).units is None
+
+
+def test_units_must_match_the_classes(tmp_path, tiny_gpu_model):
     path = _save_state(tmp_path, tiny_gpu_model.state_dict())
-    with pytest.raises(CheckpointError, match="model.units_file"):
-        load_checkpoint(path)
     ours = tmp_path / "units.txt"
     ours.write_text("".join(f"{u} {i}\n" for i, u in enumerate(UNITS)))
     assert read_units(ours) == UNITS

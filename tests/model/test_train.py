@@ -54,7 +54,7 @@ def test_loss_decreases_and_outputs_are_written(tmp_path):
     assert [r["epoch"] for r in log] == [1, 2, 3, 4]
     assert log[-1]["train_loss"] < 0.8 * log[0]["train_loss"]
     assert min(r["dev_loss"] for r in log) < log[0]["dev_loss"]
-    assert summary["epochs"] == 4 and summary["stopped"] == "epochs"
+    assert summary["epochs"] == 4 and summary["stopped_by"] == "epochs" and not summary["machine_dependent"]
     assert summary["best_dev_per"] == min(r["dev_per"] for r in log)
     model = load_checkpoint(tmp_path / "model.pt")
     assert model.units == UNITS and model.arch.hidden == 16
@@ -85,7 +85,7 @@ def test_time_budget_truncates_the_epoch(tmp_path):
     summary = fit(TINY_MODEL, tiny_train(epochs=50, batch_size=2, max_minutes=0.0005), UNITS,
                   train, dev, tmp_path, progress=False)
     log = read_log(tmp_path)
-    assert summary["stopped"] == "time_budget" and log[-1]["truncated"]
+    assert summary["stopped_by"] == "time" and summary["machine_dependent"] and log[-1]["truncated"]
     assert log[-1]["train_utterances"] < 40 and (tmp_path / "model.pt").is_file()
 
 
@@ -156,3 +156,46 @@ def test_train_config_lists_every_fault():
     assert message.splitlines()[0] == "invalid train config (4 problems)"
     for key in ("train.epochs", "train.lr", "train.device", "train.warp_min"):
         assert key in message
+
+
+def _state_digest(path: Path) -> str:
+    import hashlib
+
+    state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
+    digest = hashlib.sha256()
+    for key in sorted(state):
+        digest.update(key.encode())
+        digest.update(state[key].contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _busy_core():
+    """A process spinning on the CPU (the other core kept busy), ended by the caller."""
+    import subprocess
+    import sys
+
+    return subprocess.Popen([sys.executable, "-c", "while True: pass"])
+
+
+@pytest.mark.parametrize("augment", [False, True], ids=["smoke", "smoke+augment"])
+def test_smoke_preset_training_is_bit_identical_under_load(compose_config, tmp_path, augment):
+    """Two trainings of the smoke preset's settings in fresh folders, the second with a core kept
+    busy, give bit-identical weights: nothing that decides the weights depends on time or load."""
+    from omegaconf import OmegaConf
+
+    exp = OmegaConf.to_object(compose_config("experiment=smoke", f"train.augment={str(augment).lower()}",
+                                             "train.epochs=2"))
+    assert exp.train.max_minutes == 0 and exp.train.num_threads >= 1 and exp.train.device == "cpu"
+    model_cfg = ModelConfig(**{**vars(exp.model), "dropout": 0.3})  # a dropout that draws random numbers
+    train, dev = toy_examples(16, 0), toy_examples(6, 1)
+    first = fit(model_cfg, exp.train, UNITS, train, dev, tmp_path / "a", progress=False)
+    busy = _busy_core()
+    try:
+        second = fit(model_cfg, exp.train, UNITS, train, dev, tmp_path / "b", progress=False)
+    finally:
+        busy.kill()
+        busy.wait()
+    assert first["stopped_by"] == second["stopped_by"] == "epochs" and not second["machine_dependent"]
+    assert _state_digest(tmp_path / "a" / "model.pt") == _state_digest(tmp_path / "b" / "model.pt")
+    assert [{k: v for k, v in r.items() if k not in ("epoch_seconds", "minutes")} for r in read_log(tmp_path / "a")] \
+        == [{k: v for k, v in r.items() if k not in ("epoch_seconds", "minutes")} for r in read_log(tmp_path / "b")]
