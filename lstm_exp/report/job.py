@@ -266,7 +266,8 @@ class JobReport:
         lines.append(f"throughput {_f(thr.utt_s, 1)} utt/s (model only)   RTF {_f(thr.rtf, 4)}   decode {_f(decode_s)} s")
         mem = self.memory
         if mem.host_peak_rss_mb is not None or mem.device_peak_mem_mb is not None:
-            lines.append(f"peak memory: host RSS {_f(mem.host_peak_rss_mb, 0)} MB   device {_f(mem.device_peak_mem_mb, 0)} MB")
+            device = "n/a (CPU)" if mem.device_peak_mem_mb is None else f"{_f(mem.device_peak_mem_mb, 0)} MB"
+            lines.append(f"peak memory: host RSS {_f(mem.host_peak_rss_mb, 0)} MB   device {device}")
         if self.reused_from:
             lines.append(f"(reused: identical configuration FINISHED earlier as MLflow run {self.reused_from})")
         return lines

@@ -20,7 +20,8 @@ log = logging.getLogger(__name__)
 #: flattened config keys logged as params (prefix match on dotted keys)
 PARAM_WHITELIST = (
     "data.kind", "data.root", "split.name", "batch", "backend.", "decode.", "model.", "train.",
-    "export.opset", "infer.pad_to", "infer.max_utterances", "data.synth.snr_db", "data.synth.seed", "seed",
+    "export.opset", "infer.pad_to", "infer.max_utterances", "infer.batching", "infer.repeats", "infer.min_seconds",
+    "infer.warmup", "infer.parity", "data.synth.snr_db", "data.synth.seed", "seed",
 )
 _SKIP_SUFFIXES = ("._target_",)
 
