@@ -8,7 +8,8 @@ frame skip from ``meta.json``'s ``fbank`` entry, the recipe's 2 / 2 when absent)
 Batches keep the examples' order (the recipe batches in file order) unless asked to sort them,
 and are zero-padded either to a fixed frame count (the recipe's 390, one static shape for the
 NPU) or to the longest utterance of each batch.  :func:`plan_batches` is the one planner every
-consumer uses (evaluation, the export check, the acl preprocess stage, benchmarks), with the
+consumer uses (evaluation, training: `sorted` within each shuffled bucket and for dev scoring,
+the export check, the acl preprocess stage, benchmarks), with the
 three ``infer.batching`` modes:
 
 * ``fixed``: file order, every batch padded to ``pad_to`` frames (the recipe: 390);

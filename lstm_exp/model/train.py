@@ -44,6 +44,7 @@ from rapidfuzz.distance import Levenshtein
 from tqdm import tqdm
 
 from conf_schemas.model import ModelConfig, TrainConfig
+from lstm_exp.data.batching import plan_batches
 from lstm_exp.errors import CheckpointError, ConfigError, DataError
 from lstm_exp.model.augment import AugmentParams, augment_batch
 from lstm_exp.model.checkpoint import save_checkpoint
@@ -102,12 +103,10 @@ class LrHalving:
 
 
 class _Batches:
-    """Training batches: shuffled examples, grouped, sorted by length within each group."""
+    """Training batches: shuffled examples, grouped, each group batched by the batch planner's
+    ``sorted`` mode (length-sorted, padded to each batch's longest), batches shuffled."""
 
     def __init__(self, examples: Sequence[Any], batch_size: int, bucket_batches: int) -> None:
-        from lstm_exp.data.batching import make_batches
-
-        self.make_batches = make_batches
         self.examples = examples
         self.batch_size = batch_size
         group = bucket_batches * batch_size if bucket_batches > 0 else len(examples)
@@ -122,8 +121,7 @@ class _Batches:
         order = torch.randperm(len(self.examples), generator=generator).tolist()
         for start in range(0, len(order), self.group_size):
             group = [self.examples[i] for i in order[start:start + self.group_size]]
-            batches = list(self.make_batches(group, self.batch_size, pad_to=None,
-                                             sort_by_length=True))
+            batches = plan_batches(group, self.batch_size, "sorted")
             for index in torch.randperm(len(batches), generator=generator).tolist():
                 yield batches[index]
 
@@ -301,10 +299,7 @@ def _fit(model_cfg: ModelConfig, train_cfg: TrainConfig, units: Sequence[str],
     elif log_path.exists():
         log_path.unlink()
 
-    from lstm_exp.data.batching import make_batches
-
-    dev_batches = list(make_batches(dev_set, train_cfg.batch_size, pad_to=None,
-                                    sort_by_length=True))
+    dev_batches = plan_batches(dev_set, train_cfg.batch_size, "sorted")
     train_batches = _Batches(train_set, train_cfg.batch_size, train_cfg.bucket_batches)
     budget_s = train_cfg.max_minutes * 60.0
     dev_seconds: Optional[float] = None
