@@ -31,6 +31,7 @@ recomputes).
 from __future__ import annotations
 
 import logging
+import signal
 import sys
 from pathlib import Path
 from typing import Any, Optional
@@ -49,9 +50,12 @@ from lstm_exp.report.job import JobReport
 from lstm_exp.tracking.fingerprint import config_fingerprint
 from lstm_exp.tracking.mlflow_run import MlflowRun, default_tracking_uri, select_params
 from lstm_exp.tracking.store import ERROR_TAG, FINGERPRINT_TAG, JOB_NUM_TAG, OVERRIDES_TAG, ROLE_TAG
-from lstm_exp.tracking.sweep import SweepParent, launcher_info
+from lstm_exp.tracking.sweep import SweepParent, end_open_parents, launcher_info
 
 log = logging.getLogger("lstm_exp")
+
+#: exit status of an interrupted job or sweep (128 + SIGINT, as a shell reports Ctrl-C)
+INTERRUPTED_EXIT = 130
 
 CONFIG_DIR = config_dir()  # checkout: <repo>/configs; installed wheel: lstm_exp/configs
 
@@ -147,6 +151,11 @@ def run_job(cfg: DictConfig) -> Optional[float]:
         _record(report, tracker, cfg, job_dir)
         status = "FINISHED"
         return report.accuracy.per
+    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (see main): the run ends KILLED, not RUNNING
+        status = "KILLED"
+        print(f"lstm_exp: interrupted; MLflow run {tracker.run_id or '(tracking off)'} ended KILLED; complete "
+              "stages stay cached, a rerun continues from them", file=sys.stderr)
+        raise SystemExit(INTERRUPTED_EXIT)
     except LstmExpError as err:
         line = str(err).splitlines()[0]
         message = f"lstm_exp: error: {err}"
@@ -191,7 +200,22 @@ def hydra_main(cfg: DictConfig) -> Optional[float]:
     return run_job(cfg)
 
 
+def _terminate(signum: int, frame: Any) -> None:
+    """SIGTERM as Ctrl-C: unwinds through the stages' clean-up and ends the MLflow run KILLED."""
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def main() -> None:
     """Console entry point (``python -m lstm_exp`` / ``lstm-exp``); a sweep's exit status is set by
-    its callback (non-zero if any job failed)."""
-    hydra_main()
+    its callback (non-zero if any job failed). Ctrl-C or SIGTERM ends the running job's MLflow run
+    and an open sweep parent KILLED and exits 130; a sweep stopped by an unexpected error ends its
+    parent FAILED."""
+    signal.signal(signal.SIGTERM, _terminate)
+    try:
+        hydra_main()
+    except KeyboardInterrupt:
+        end_open_parents("KILLED")
+        raise SystemExit(INTERRUPTED_EXIT) from None
+    except SystemExit as exc:  # also Hydra's exit after an unexpected error: no parent stays RUNNING
+        end_open_parents("KILLED" if exc.code == INTERRUPTED_EXIT else "FAILED")
+        raise

@@ -21,7 +21,7 @@ import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Dict, Optional
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
@@ -93,6 +93,22 @@ def job_dirs(sweep_dir: Path) -> list[Path]:
     return sorted((p.parent for p in sweep_dir.glob("**/.hydra") if p.parent != sweep_dir), key=str)
 
 
+#: parent runs this process started and has not ended yet: run id -> tracking URI
+_OPEN_PARENTS: Dict[str, str] = {}
+
+
+def end_open_parents(status: str) -> None:
+    """End the sweep parents this process left open (an interrupted sweep: KILLED, not RUNNING)."""
+    from lstm_exp.tracking.store import client
+
+    for run_id, uri in list(_OPEN_PARENTS.items()):
+        try:
+            client(uri).set_terminated(run_id, status)
+        except Exception as exc:  # the store may be gone; the run then stays as it was
+            print(f"lstm_exp: warning: could not end sweep parent run {run_id}: {exc}", file=sys.stderr)
+        _OPEN_PARENTS.pop(run_id, None)
+
+
 class SweepCallback(Callback):
     """Parent run, summary table and plots, and the exit status of a sweep."""
 
@@ -123,6 +139,7 @@ class SweepCallback(Callback):
             "command": f"python -m lstm_exp {overrides} -m",
         })
         self.parent_run_id = run.info.run_id
+        _OPEN_PARENTS[run.info.run_id] = uri
         parent = {"run_id": run.info.run_id, "tracking_uri": uri, "experiment_name": experiment_name,
                   "sweep_dir": str(sweep_dir)}
         (sweep_dir / PARENT_FILE).write_text(json.dumps(parent, indent=2) + "\n")
@@ -159,6 +176,7 @@ class SweepCallback(Callback):
             for path in written:
                 mlflow_client.log_artifact(self.parent_run_id, str(path))
             mlflow_client.set_terminated(self.parent_run_id, "FAILED" if summary.failed else "FINISHED")
+            _OPEN_PARENTS.pop(self.parent_run_id, None)
             os.environ.pop(PARENT_ENV, None)
         print(summary.to_markdown())
         print(f"lstm_exp: sweep summary in {sweep_dir} (summary.csv, summary.md, *.png)"
