@@ -50,6 +50,8 @@ log = logging.getLogger(__name__)
 MANIFEST = "_stage.json"
 DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 NO_LOCKS = (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS)
+#: a waiter that finds the lock file still empty polls briefly for the new holder's record (for its message)
+RECORD_POLLS, RECORD_POLL_S = 25, 0.02
 
 #: one in-process lock per lock file: POSIX record locks do not exclude threads of one process,
 #: and closing any descriptor of the file would drop the process's lock
@@ -157,7 +159,13 @@ class StageCache:
                     except OSError as exc:
                         if exc.errno not in (errno.EACCES, errno.EAGAIN):
                             raise
-                        log.info("%s: waiting for the lock %s, held by %s", stage, lock_path, _describe(_read_holder(fd)))
+                        holder = _read_holder(fd)
+                        for _ in range(RECORD_POLLS):  # the holder writes its record just after locking
+                            if holder:
+                                break
+                            time.sleep(RECORD_POLL_S)
+                            holder = _read_holder(fd)
+                        log.info("%s: waiting for the lock %s, held by %s", stage, lock_path, _describe(holder))
                         fcntl.lockf(fd, fcntl.LOCK_EX)
                 except OSError as exc:
                     if exc.errno not in NO_LOCKS:
