@@ -43,7 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from prefix_beam_numpy import DenseBigramLM, decode_batch  # noqa: E402
 
 from lstm_exp.decode import BeamDecoder, GreedyDecoder  # noqa: E402
-from lstm_exp.decode.beam import DEFAULT_BEAM_SIZE_TOKEN  # noqa: E402
+from lstm_exp.decode.beam import DEFAULT_BEAM_SIZE_TOKEN, DEFAULT_BEAM_THRESHOLD  # noqa: E402
 from lstm_exp.metrics.errors import score_utterances  # noqa: E402
 
 
@@ -181,7 +181,7 @@ def main(argv=None) -> int:
     parser.add_argument("--beam-size-token", type=int, default=DEFAULT_BEAM_SIZE_TOKEN,
                         help="flashlight: classes tried per frame (default %(default)s, the presets' "
                              "pre-beam; 0 tries all)")
-    parser.add_argument("--beam-threshold", type=float, default=25.0,
+    parser.add_argument("--beam-threshold", type=float, default=DEFAULT_BEAM_THRESHOLD,
                         help="flashlight: drop hypotheses this far (ln) below the best")
     parser.add_argument("--batch", type=int, default=16, help="utterances per decode() call")
     parser.add_argument("--baseline-utts", type=int, default=None,

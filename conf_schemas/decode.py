@@ -28,10 +28,11 @@ class DecodeConfig:
     beam_width: int = 10
     lm_weight: float = 0.1
     word_score: float = 0.0
-    beam_threshold: float = 25.0
+    #: pruning margin of the beam search (lstm_exp.decode.beam.DEFAULT_BEAM_THRESHOLD)
+    beam_threshold: float = 10.0
     #: classes tried per frame by the beam search (flashlight's beam_size_token); None = all
-    #: (about 4x slower, same PER on dev); 10 = lstm_exp.decode.beam.DEFAULT_BEAM_SIZE_TOKEN
-    beam_size_token: Optional[int] = 10
+    #: (about 11x slower, same PER on dev and test); 5 = lstm_exp.decode.beam.DEFAULT_BEAM_SIZE_TOKEN
+    beam_size_token: Optional[int] = 5
     #: ARPA phone LM for ``beam_lm``; None = ``<prepared>/lm_phone_bg.arpa``; ignored otherwise
     lm_path: Optional[str] = None
 

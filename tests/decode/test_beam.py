@@ -7,7 +7,7 @@ import pytest
 
 from conf_schemas.decode import DecodeConfig
 from lstm_exp.decode import BeamDecoder, GreedyDecoder, build_decoder
-from lstm_exp.decode.beam import DEFAULT_BEAM_SIZE_TOKEN
+from lstm_exp.decode.beam import DEFAULT_BEAM_SIZE_TOKEN, DEFAULT_BEAM_THRESHOLD
 from lstm_exp.errors import ConfigError, DataError
 
 UNITS = ["blank", "UNK", "aa", "b", "d"]
@@ -162,8 +162,9 @@ def test_library_default_pre_beam_is_the_presets():
 
     root = Path(__file__).resolve().parents[2]
     for preset in ("beam", "beam_lm"):
-        configured = yaml.safe_load((root / "configs" / "decode" / f"{preset}.yaml").read_text())["beam_size_token"]
-        assert configured == DEFAULT_BEAM_SIZE_TOKEN == DecodeConfig().beam_size_token
+        configured = yaml.safe_load((root / "configs" / "decode" / f"{preset}.yaml").read_text())
+        assert configured["beam_size_token"] == DEFAULT_BEAM_SIZE_TOKEN == DecodeConfig().beam_size_token
+        assert configured["beam_threshold"] == DEFAULT_BEAM_THRESHOLD == DecodeConfig().beam_threshold
     units = ["blank", "UNK"] + [f"p{i}" for i in range(39)]
     assert BeamDecoder(units).beam_size_token == DEFAULT_BEAM_SIZE_TOKEN < len(units)
     assert BeamDecoder(units, beam_size_token=None).beam_size_token == len(units)  # None: all classes
