@@ -60,9 +60,7 @@ def _checked(backend: Backend, batch: Batch, log_probs: np.ndarray, classes: int
         )
 
 
-def _score(examples: Sequence[Example], units: Sequence[str], hyps: dict, batch_size: int,
-           recipe_leading_space: bool):
-    refs = {ex.utt_id: [units[i] for i in ex.labels] for ex in examples}
+def _score(examples: Sequence[Example], refs: dict, hyps: dict, batch_size: int, recipe_leading_space: bool):
     report = score_utterances(refs, hyps)
     order = [ex.utt_id for ex in examples]  # the split's (the recipe's file) order
     per_recipe, cer_recipe = recipe_scores([(u, refs[u]) for u in order], [(u, hyps[u]) for u in order], batch_size,
@@ -161,7 +159,8 @@ def evaluate(
             rerun_pass_s.append(time.perf_counter() - pass_started)
         passes += 1
 
-    report, per_recipe, cer_recipe = _score(examples, units, hyps, batch_size, recipe_leading_space)
+    refs = {ex.utt_id: [units[i] for i in ex.labels] for ex in examples}
+    report, per_recipe, cer_recipe = _score(examples, refs, hyps, batch_size, recipe_leading_space)
     metrics.update({
         "per": report.per,
         "cer": report.cer,
@@ -190,7 +189,7 @@ def evaluate(
     if rerun_pass_s:  # the job's own loop, wall clock: utterances per second of a model-only pass
         metrics["pass_utt_s"] = len(examples) / float(np.median(rerun_pass_s))
     if reference is not None:
-        ref_report = score_utterances({ex.utt_id: [units[i] for i in ex.labels] for ex in examples}, ref_hyps)
+        ref_report = score_utterances(refs, ref_hyps)
         metrics["parity_max_abs_diff"] = parity_diff
         metrics["parity_per_delta"] = report.per - ref_report.per
         metrics["parity_reference_per"] = ref_report.per

@@ -25,13 +25,11 @@ from typing import Any, Optional, Sequence
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from lstm_exp.config_path import config_dir
 from lstm_exp.errors import ConfigError, LstmExpError
 from lstm_exp.report.job import Dataset, JobReport
 
 log = logging.getLogger("lstm_exp")
-
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
-
 
 def load_config(*overrides: str, root: Optional[str | Path] = None) -> DictConfig:
     """Compose ``configs/config.yaml`` with ``overrides`` as ``python -m lstm_exp`` would, outside a
@@ -45,7 +43,7 @@ def load_config(*overrides: str, root: Optional[str | Path] = None) -> DictConfi
     root = Path(root or Path.cwd()).resolve()
     GlobalHydra.instance().clear()
     try:
-        with initialize_config_dir(version_base="1.3", config_dir=str(CONFIG_DIR)):
+        with initialize_config_dir(version_base="1.3", config_dir=str(config_dir())):
             return compose("config", overrides=[f"paths.root={root}", *overrides])
     finally:
         GlobalHydra.instance().clear()

@@ -141,7 +141,7 @@ class JobReport:
     decode: str = ""
     model: str = ""
     data: str = ""
-    #: how batches are padded: ``pad<N>`` (fixed frames) or ``longest``
+    #: the infer.batching mode: ``fixed<N>`` (every batch padded to N frames), ``longest`` or ``sorted``
     batching: str = ""
     precision: str = ""
     stage: str = "all"

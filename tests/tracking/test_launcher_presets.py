@@ -7,7 +7,9 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
 from conf_schemas import register_configs
-from lstm_exp.experiment import CONFIG_DIR
+from lstm_exp.config_path import config_dir
+
+CONFIG_DIR = config_dir()
 
 
 def _hydra_cfg(*overrides: str):
