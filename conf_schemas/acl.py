@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import List, Optional
 
-from lstm_exp.errors import ConfigError
+from lstm_exp.errors import ConfigError, fault_message
 
 #: ATC ``--log`` levels
 ATC_LOG_LEVELS = ("debug", "info", "warning", "error", "null")
@@ -76,7 +76,7 @@ def acl_precision(atc: "AtcConfig") -> tuple[str, str]:
 
 def _raise_all(summary: str, faults: list[str]) -> None:
     if faults:
-        raise ConfigError("\n".join([f"{summary}: {len(faults)} problem(s)", *faults]))
+        raise ConfigError(fault_message(summary, faults))
 
 
 @dataclass

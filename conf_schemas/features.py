@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from lstm_exp.errors import ConfigError
+from lstm_exp.errors import ConfigError, fault_message
 
 KNOWN_WINDOW_TYPES = ("hamming", "hanning", "povey", "rectangular", "blackman", "sine")
 
@@ -87,8 +87,7 @@ class FbankConfig:
             faults.append(f"fbank.frame_skip: {self.frame_skip!r} must be an integer >= 1 "
                           "(recipe: 2; 1 keeps every frame)")
         if faults:
-            summary = f"invalid fbank config ({len(faults)} problem{'s' if len(faults) > 1 else ''})"
-            raise ConfigError("\n".join([summary, *faults]))
+            raise ConfigError(fault_message("invalid fbank config", faults))
 
     @property
     def feature_dim(self) -> int:

@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass, field
 from typing import List, Optional
 
-from lstm_exp.errors import ConfigError
+from lstm_exp.errors import ConfigError, fault_message
 
 MODEL_LAYOUTS = ("gpu", "npu")
 TRAIN_DEVICES = ("auto", "cpu", "cuda")
@@ -20,8 +20,7 @@ TRAIN_DEVICES = ("auto", "cpu", "cuda")
 
 def _raise_all(what: str, faults: List[str]) -> None:
     if faults:
-        summary = f"invalid {what} config ({len(faults)} problem{'s' if len(faults) > 1 else ''})"
-        raise ConfigError("\n".join([summary, *faults]))
+        raise ConfigError(fault_message(f"invalid {what} config", faults))
 
 
 @dataclass

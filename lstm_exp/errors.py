@@ -11,6 +11,16 @@ and keeps its traceback.
 class LstmExpError(Exception):
     """Base class of every error that is the user's input, not a bug."""
 
+    #: the single faults a listing error was made of (:meth:`listing`), for callers that merge them
+    faults: tuple = ()
+
+    @classmethod
+    def listing(cls, summary: str, faults: "list[str] | tuple[str, ...]", limit: int = 20) -> "LstmExpError":
+        """The error of :func:`fault_message` that also keeps ``faults`` one by one."""
+        error = cls(fault_message(summary, faults, limit))
+        error.faults = tuple(faults)
+        return error
+
 
 class ConfigError(LstmExpError):
     """A configuration value is impossible or inconsistent."""
@@ -26,3 +36,25 @@ class CheckpointError(LstmExpError):
 
 class MissingDependencyError(LstmExpError):
     """An optional package or external tool is needed and absent."""
+
+
+#: faults listed below the first line at most; the rest are counted
+MAX_LISTED_FAULTS = 20
+
+
+def fault_message(summary: str, faults: "list[str] | tuple[str, ...]", limit: int = MAX_LISTED_FAULTS) -> str:
+    """One message for one or more faults, whose first line names the first offending file or value.
+
+    The first line is what a user reads first and what the MLflow run's ``lstm_exp.error`` tag
+    and the sweep's failure table keep, so it holds the first fault itself:
+    ``<summary>: <fault>`` for one fault, ``<summary>: <n> problems; the first: <fault>`` for
+    more; the others follow, one per line, up to ``limit``, then a count of the rest.
+    """
+    faults = list(faults)
+    if len(faults) == 1:
+        return f"{summary}: {faults[0]}"
+    rest = faults[1:limit]
+    lines = [f"{summary}: {len(faults)} problems; the first: {faults[0]}", *rest]
+    if len(faults) > limit:
+        lines.append(f"... and {len(faults) - limit} more")
+    return "\n".join(lines)

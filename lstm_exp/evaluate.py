@@ -30,7 +30,7 @@ from tqdm import tqdm
 
 from lstm_exp.backends.base import Backend
 from lstm_exp.data.batching import Batch, Example, plan_batches
-from lstm_exp.errors import DataError
+from lstm_exp.errors import DataError, fault_message
 from lstm_exp.metrics.errors import recipe_scores, score_utterances
 from lstm_exp.metrics.timing import latency_stats, recipe_figures, throughput_stats
 
@@ -267,5 +267,5 @@ def audio_seconds_of(prepared_dir: Path, split: str, utt_ids: Sequence[str], fra
     frames = {utt: rest for _, utt, rest in rows}
     faults += [f"{frames_file}: no frame count for {utt}" for utt in utt_ids if not frames.get(utt, "").isdigit()]
     if faults:
-        raise DataError("\n".join([f"{frames_file}: {len(faults)} problem(s); re-run the prepare stage", *faults[:10]]))
+        raise DataError(fault_message(f"{frames_file} (re-run the prepare stage)", faults, limit=10))
     return sum((int(frames[utt]) - 1) * frame_shift_s + frame_length_s for utt in utt_ids)

@@ -27,7 +27,7 @@ from typing import Callable, Iterable, Iterator, Protocol, Sequence
 import numpy as np
 from tqdm import tqdm
 
-from lstm_exp.errors import DataError
+from lstm_exp.errors import DataError, fault_message
 
 INFO_NAME = "lstm.info"
 BIN_DTYPE = np.dtype("<f4")
@@ -102,7 +102,7 @@ def read_info(info_path: Path | str) -> list[BinEntry]:
         except ValueError as exc:
             faults.append(f"{info_path}:{number}: {exc}")
     if faults:
-        raise DataError("\n".join([f"info file {info_path} is malformed: {len(faults)} line(s)", *faults]))
+        raise DataError(fault_message(f"info file {info_path} is malformed", faults))
     if not entries:
         raise DataError(f"info file {info_path} lists no batches: rerun stage=preprocess")
     return entries

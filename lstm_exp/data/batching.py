@@ -35,7 +35,7 @@ from tqdm import tqdm
 
 from lstm_exp.data.features import apply_cmvn, load_cmvn, splice_skip_pad
 from lstm_exp.data.kaldi_dir import read_table, resolve_feats_scp
-from lstm_exp.errors import ConfigError, DataError
+from lstm_exp.errors import ConfigError, DataError, fault_message
 
 DEFAULT_RIGHT_CONTEXT = 2
 DEFAULT_FRAME_SKIP = 2
@@ -67,10 +67,7 @@ class Batch:
 
 def _raise_faults(summary: str, faults: List[str]) -> None:
     if faults:
-        shown = faults[:MAX_LISTED_FAULTS]
-        if len(faults) > len(shown):
-            shown.append(f"... and {len(faults) - len(shown)} more")
-        raise DataError("\n".join([f"{summary}: {len(faults)} problem(s) found", *shown]))
+        raise DataError(fault_message(summary, faults))
 
 
 def load_units(path: Path) -> List[str]:

@@ -29,7 +29,7 @@ import soundfile as sf
 from tqdm import tqdm
 
 from lstm_exp.data.phones import DEV_SPEAKER_LIST_NAME, TEST_SPEAKER_LIST_NAME, TIMIT_61
-from lstm_exp.errors import DataError
+from lstm_exp.errors import DataError, fault_message
 
 SPLITS = ("train", "dev", "test")
 EXPECTED_SAMPLE_RATE = 16000
@@ -343,8 +343,7 @@ def scan_timit(
             if utt is not None:
                 splits[split].append(utt)
     if faults:
-        summary = f"TIMIT tree {root}: {len(faults)} problem(s) found; fix them and run again"
-        raise DataError("\n".join([summary] + faults))
+        raise DataError(fault_message(f"TIMIT tree {root}", faults, limit=len(faults)))
     for split in SPLITS:
         splits[split].sort(key=lambda u: u.utt_id)
     return TimitScan(splits, missing_speakers)

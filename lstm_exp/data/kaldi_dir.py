@@ -24,7 +24,7 @@ from typing import Dict, List, Mapping, Optional, Sequence, Set, Tuple
 
 from lstm_exp.data.corpus import Utterance
 from lstm_exp.data.phones import PHONES_39
-from lstm_exp.errors import DataError
+from lstm_exp.errors import DataError, fault_message
 
 FEATS_SCP_NAMES = ("feats.scp", "fbank.scp")
 TEXT_NAMES = ("text", "phn_text")
@@ -216,7 +216,7 @@ def resolve_feats_scp(feats_scp: Path, allow_pipes: bool = False) -> Dict[str, s
     """
     feats, _, faults = _read_feats_scp(Path(feats_scp), allow_pipes)
     if faults:
-        raise DataError("\n".join([f"{feats_scp}: {len(faults)} problem(s) found"] + faults))
+        raise DataError.listing(str(feats_scp), faults)
     return feats
 
 
@@ -273,7 +273,7 @@ def read_data_dir(dir: Path, allow_pipes: bool) -> KaldiDataDir:
             faults.append(f"{utt2spk_file}: no speaker for utterance {utt}")
 
     if faults:
-        raise DataError("\n".join([f"Kaldi data dir {dir}: {len(faults)} problem(s) found"] + faults))
+        raise DataError.listing(f"Kaldi data dir {dir}", faults)
     wav_scp = dir / "wav.scp"
     return KaldiDataDir(
         path=dir,
@@ -328,8 +328,7 @@ def validate_data_dir(dir: Path) -> None:
             faults.append(f"{dir / 'spk2utt'}: does not match utt2spk; regenerate it with "
                           "utils/utt2spk_to_spk2utt.pl")
     if faults:
-        raise DataError("\n".join([f"Kaldi data dir {dir}: {len(faults)} problem(s) found "
-                                   "(utils/validate_data_dir.sh would refuse it)"] + faults))
+        raise DataError(fault_message(f"Kaldi data dir {dir} (utils/validate_data_dir.sh would refuse it)", faults))
 
 
 def write_feats_scp(path: Path, feats: Mapping[str, str]) -> None:

@@ -25,11 +25,10 @@ from collections import Counter
 from pathlib import Path
 from typing import Dict, Iterable, List, Sequence, Tuple
 
-from lstm_exp.errors import ConfigError, DataError
+from lstm_exp.errors import ConfigError, DataError, fault_message
 
 BOS, EOS, UNK = "<s>", "</s>", "<unk>"
 LOG10_ZERO = -99.0
-MAX_LISTED_FAULTS = 20
 
 NGram = Tuple[str, ...]
 
@@ -52,10 +51,7 @@ def _count_ngrams(sentences: Iterable[Sequence[str]], order: int) -> List[Counte
             for k in range(1, min(order, end + 1) + 1):
                 counts[k][tuple(padded[end - k + 1:end + 1])] += 1
     if faults:
-        shown = faults[:MAX_LISTED_FAULTS] + (
-            [f"... and {len(faults) - MAX_LISTED_FAULTS} more"]
-            if len(faults) > MAX_LISTED_FAULTS else [])
-        raise DataError("\n".join([f"LM training text: {len(faults)} problem(s) found", *shown]))
+        raise DataError(fault_message("LM training text", faults))
     if num_sentences == 0:
         raise DataError("no sentences to train the phone LM on: the train transcripts are empty")
     return counts

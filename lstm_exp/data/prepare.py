@@ -57,7 +57,7 @@ from lstm_exp.data.phones import (
     packaged_resource_path,
     read_speaker_list,
 )
-from lstm_exp.errors import ConfigError, DataError
+from lstm_exp.errors import ConfigError, DataError, fault_message
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +120,7 @@ def map_unseen_to_unk(
 
 def _raise_if(faults: List[str], summary: str) -> None:
     if faults:
-        raise DataError("\n".join([f"{summary}: {len(faults)} problem(s) found"] + faults))
+        raise DataError(fault_message(summary, faults))
 
 
 # --------------------------------------------------------------------------------- TIMIT-format corpora
@@ -338,7 +338,7 @@ def _prepare_kaldi_dirs(cfg: DataConfig, out_dir: Path, progress: bool) -> dict:
         try:
             dirs[split] = read_data_dir(split_dir, allow_pipes=cfg.allow_pipes)
         except DataError as err:
-            faults.extend(str(err).splitlines()[1:])
+            faults.extend(err.faults or [str(err)])
     _raise_if(faults, f"Kaldi data dirs under {root}")
 
     units = build_units(dirs["train"].text[utt] for utt in dirs["train"].utt_ids)

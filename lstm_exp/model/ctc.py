@@ -33,7 +33,7 @@ from typing import Any, Dict, List, Mapping, Tuple
 import torch
 from torch import nn
 
-from lstm_exp.errors import ConfigError
+from lstm_exp.errors import ConfigError, fault_message
 
 LAYOUTS = ("gpu", "npu")
 CONV_KERNEL = (3, 3)
@@ -87,8 +87,7 @@ class ModelArch:
         if not 0.0 <= float(self.dropout) < 1.0:
             faults.append(f"model.dropout: {self.dropout!r} must be in [0, 1)")
         if faults:
-            raise ConfigError("\n".join([f"invalid model architecture ({len(faults)} "
-                                         f"problem{'s' if len(faults) > 1 else ''})", *faults]))
+            raise ConfigError(fault_message("invalid model architecture", faults))
 
     @property
     def conv_out_width(self) -> int:

@@ -73,8 +73,9 @@ def test_malformed_info_lists_every_bad_line(tmp_path):
     with pytest.raises(DataError) as caught:
         read_info(info)
     lines = str(caught.value).splitlines()
-    assert "3 line(s)" in lines[0]
-    assert [line.split(":")[1] for line in lines[1:]] == ["2", "3", "5"]
+    assert "3 problems; the first: " in lines[0]
+    faults = [lines[0].split("the first: ", 1)[1], *lines[1:]]
+    assert [line.split(":")[1] for line in faults] == ["2", "3", "5"]
 
 
 def test_outputs_back_per_utterance_trimmed_to_ceil_half(tmp_path):

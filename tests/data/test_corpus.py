@@ -88,8 +88,8 @@ def test_every_fault_class_is_reported_in_one_error(tmp_path):
     with pytest.raises(DataError) as caught:
         read_timit(tmp_path, ["faks0", "fdac1"], ["mdab0", "mwbt0"])
     lines = str(caught.value).splitlines()
-    assert "problem" in lines[0] and str(tmp_path) in lines[0]
-    faults = lines[1:]
+    assert "problems; the first: " in lines[0] and str(tmp_path) in lines[0]
+    faults = [lines[0].split("the first: ", 1)[1], *lines[1:]]
 
     def fault_about(path: Path, words: str) -> bool:
         return any(line.startswith(str(path)) and words in line for line in faults)

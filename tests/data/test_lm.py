@@ -134,7 +134,7 @@ def test_bad_input_is_reported(tmp_path):
     with pytest.raises(DataError) as info:
         train_bigram_arpa([["a", "</s>"], ["ok"], ["b c"]], tmp_path / "lm.arpa")
     lines = str(info.value).splitlines()
-    assert "2 problem(s)" in lines[0] and lines[1].startswith("sentence 0") and lines[2].startswith("sentence 2")
+    assert "2 problems; the first: sentence 0" in lines[0] and lines[1].startswith("sentence 2")
     with pytest.raises(DataError, match="no sentences"):
         train_bigram_arpa([], tmp_path / "lm.arpa")
     with pytest.raises(ConfigError, match="LM order 0"):

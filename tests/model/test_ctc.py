@@ -77,5 +77,5 @@ def test_bad_arch_lists_every_fault():
     with pytest.raises(ConfigError) as info:
         ModelArch(conv_channels=[], hidden=0, layout="tpu")
     message = str(info.value)
-    assert message.splitlines()[0].startswith("invalid model architecture (3 problems)")
+    assert message.splitlines()[0].startswith("invalid model architecture: 3 problems; the first: model.")
     assert "model.conv_channels" in message and "model.hidden" in message and "'tpu'" in message

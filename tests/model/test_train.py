@@ -153,7 +153,7 @@ def test_train_config_lists_every_fault():
     with pytest.raises(ConfigError) as info:
         TrainConfig(epochs=0, lr=-1.0, device="tpu", warp_min=1.2)
     message = str(info.value)
-    assert message.splitlines()[0] == "invalid train config (4 problems)"
+    assert message.splitlines()[0].startswith("invalid train config: 4 problems; the first: train.")
     for key in ("train.epochs", "train.lr", "train.device", "train.warp_min"):
         assert key in message
 

@@ -1,0 +1,124 @@
+"""Harness of the bad-input catalogue (``docs/RELIABILITY.md``): every case runs the real CLI,
+``python -m lstm_exp ...``, in one workspace where a smoke experiment has already finished, and
+checks what a user gets.
+
+:meth:`Workspace.assert_user_error` is the catalogue's contract: exit status 1, no traceback,
+exactly one ``lstm_exp: error:`` line whose text names the offending file or value, exactly one new
+MLflow run, ended FAILED with the same line in its ``lstm_exp.error`` tag, and every file the
+earlier runs made (stage cache, ``outputs/``) still there, byte for byte.
+:meth:`Workspace.assert_config_rejected` is the contract for what Hydra refuses before a job
+starts (an unknown option or group value): non-zero exit, no traceback, the value named, no run.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import sqlite3
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, Optional
+
+CHECKOUT = Path(__file__).resolve().parents[2]
+SMOKE = ("experiment=smoke", "progress=false")
+ERROR_PREFIX = "lstm_exp: error: "
+#: what the earlier runs made and a failing run must leave alone
+KEPT = ("cache", "outputs", "multirun")
+
+
+def cli_env(extra: Optional[Dict[str, str]] = None) -> Dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    env["PYTHONPATH"] = os.pathsep.join([str(CHECKOUT), *filter(None, [env.get("PYTHONPATH")])])
+    env.update(extra or {})
+    return env
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@dataclass
+class Workspace:
+    """A launch folder (``cache/``, ``outputs/``, ``mlflow.db``) shared by the catalogue's cases."""
+
+    root: Path
+    files_before: Dict[str, str] = field(default_factory=dict)
+    runs_before: Dict[str, str] = field(default_factory=dict)
+
+    # -- what is there -----------------------------------------------------------------------
+    def files(self) -> Dict[str, str]:
+        """Relative path -> sha256 of every file under cache/, outputs/ and multirun/ (lock files
+        are the cache's own bookkeeping and are left out)."""
+        found = {}
+        for top in KEPT:
+            for path in sorted((self.root / top).rglob("*")):
+                if path.is_file() and not path.name.endswith(".lock"):
+                    found[str(path.relative_to(self.root))] = _digest(path)
+        return found
+
+    def runs(self) -> Dict[str, str]:
+        """MLflow run id -> status, read from the store's SQLite file."""
+        db = self.root / "mlflow.db"
+        if not db.is_file():
+            return {}
+        with sqlite3.connect(db) as connection:
+            return dict(connection.execute("SELECT run_uuid, status FROM runs"))
+
+    def error_tag(self, run_id: str) -> str:
+        with sqlite3.connect(self.root / "mlflow.db") as connection:
+            row = connection.execute("SELECT value FROM tags WHERE run_uuid = ? AND key = 'lstm_exp.error'",
+                                     (run_id,)).fetchone()
+        return row[0] if row else ""
+
+    def snapshot(self) -> None:
+        self.files_before, self.runs_before = self.files(), self.runs()
+
+    # -- running -----------------------------------------------------------------------------
+    def run(self, *args: str, env: Optional[Dict[str, str]] = None, timeout: float = 600,
+            snapshot: bool = True) -> subprocess.CompletedProcess:
+        """``python -m lstm_exp <args>`` here; remembers what existed before (``snapshot``)."""
+        if snapshot:
+            self.snapshot()
+        return subprocess.run([sys.executable, "-m", "lstm_exp", *args], cwd=self.root, env=cli_env(env),
+                              capture_output=True, text=True, timeout=timeout)
+
+    # -- the contracts -----------------------------------------------------------------------
+    def assert_earlier_outputs_intact(self) -> None:
+        after = self.files()
+        lost = [p for p in self.files_before if p not in after]
+        changed = [p for p, d in self.files_before.items() if p in after and after[p] != d]
+        assert not lost and not changed, f"earlier outputs lost: {lost[:5]}, changed: {changed[:5]}"
+        runs = self.runs()
+        assert all(runs.get(run_id) == status for run_id, status in self.runs_before.items()), \
+            "an earlier MLflow run changed status"
+
+    def assert_user_error(self, proc: subprocess.CompletedProcess, *names: str, exit_code: int = 1,
+                          status: str = "FAILED") -> str:
+        """The catalogue's contract (module doc); returns the error line."""
+        output = proc.stdout + proc.stderr
+        assert proc.returncode == exit_code, f"exit {proc.returncode}, expected {exit_code}:\n{output[-3000:]}"
+        assert "Traceback" not in output, output[-5000:]
+        lines = [line for line in proc.stderr.splitlines() if line.startswith(ERROR_PREFIX)]
+        assert len(lines) == 1, f"expected one '{ERROR_PREFIX}' line:\n{proc.stderr[-3000:]}"
+        line = lines[0][len(ERROR_PREFIX):]
+        for name in names:
+            assert name in line, f"the error line does not name {name!r}: {line}"
+        new = {run_id: s for run_id, s in self.runs().items() if run_id not in self.runs_before}
+        assert list(new.values()) == [status], f"new MLflow runs: {new}"
+        (run_id,) = new
+        tag = self.error_tag(run_id)
+        for name in names:
+            assert name in tag, f"the run's lstm_exp.error tag does not name {name!r}: {tag}"
+        self.assert_earlier_outputs_intact()
+        return line
+
+    def assert_config_rejected(self, proc: subprocess.CompletedProcess, *names: str) -> None:
+        """Hydra's refusal before any job: non-zero exit, no traceback, ``names`` in its message, no run."""
+        output = proc.stdout + proc.stderr
+        assert proc.returncode != 0, output[-3000:]
+        assert "Traceback" not in output, output[-5000:]
+        for name in names:
+            assert name in proc.stderr, f"Hydra's message does not name {name!r}: {proc.stderr[-2000:]}"
+        assert self.runs() == self.runs_before, "a run was recorded for a config Hydra refused"
+        self.assert_earlier_outputs_intact()
