@@ -36,7 +36,7 @@ from lstm_exp.errors import ConfigError, DataError
 log = logging.getLogger(__name__)
 
 #: bump a stage's version when its code changes what it writes
-STAGE_VERSIONS = {"corpus": "1", "prepare": "2", "train": "2", "export": "2", "precision": "1", "convert": "2",
+STAGE_VERSIONS = {"corpus": "1", "prepare": "3", "train": "2", "export": "2", "precision": "1", "convert": "2",
                   "preprocess": "1"}
 
 
@@ -225,10 +225,9 @@ class Pipeline:
 
         # only the features matter: the prepared units parse the labels (a model may have none)
         examples = load_split(self.prepared_dir, "dev", load_units(self.prepared_dir / "units"), progress=False)
-        if shape.dynamic:
-            examples = examples[:12]
-            return [b.x for b in plan_batches(examples[:4], 4, "longest")] + \
-                   [b.x for b in plan_batches(examples[4:12], 8, "longest")]
+        if shape.dynamic:  # a batch of 4 and one of 8 (fewer where the dev split is smaller)
+            groups = [(examples[:4], 4), (examples[4:12], 8)]
+            return [b.x for group, size in groups if group for b in plan_batches(group, size, "longest")]
         fitting = [ex for ex in examples if ex.feats.shape[0] <= shape.frames]
         if not fitting:
             raise DataError(f"no dev utterance fits {shape.frames} frames: raise backend.atc.frames")

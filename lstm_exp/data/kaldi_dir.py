@@ -17,10 +17,11 @@ reported in one :class:`DataError`.
 """
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Mapping, Optional, Sequence, Set, Tuple
+from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Set, Tuple
 
 from lstm_exp.data.corpus import Utterance
 from lstm_exp.data.phones import PHONES_39
@@ -206,6 +207,19 @@ def _read_feats_scp(feats_scp: Path, allow_pipes: bool) -> Tuple[Dict[str, str],
             else:
                 feats[utt] = absolute + spec[len(file_part):]
     return feats, {utt for _, utt, _ in rows}, faults
+
+
+def files_outside(root: Path, rxfilenames: Iterable[str]) -> List[str]:
+    """The distinct files named by ``rxfilenames`` (``path[:offset][range]``; commands are
+    skipped) whose real path, symbolic links followed, is not inside ``root``; sorted."""
+    base = os.path.realpath(root)
+    files = set()
+    for spec in rxfilenames:
+        if not is_pipe(spec):
+            match = _ARK_SPECIFIER.match(spec)
+            files.add(match.group("path") if match else spec)  # many entries share one archive
+    real = {os.path.realpath(path) for path in files}
+    return sorted(path for path in real if os.path.commonpath([base, path]) != base)
 
 
 def resolve_feats_scp(feats_scp: Path, allow_pipes: bool = False) -> Dict[str, str]:

@@ -41,6 +41,7 @@ from lstm_exp.data.corpus import SPLITS, Utterance, scan_timit
 from lstm_exp.data.features import check_cmvn_shape, compute_cmvn_stats, extract_features, save_cmvn
 from lstm_exp.data.kaldi_dir import (
     KaldiDataDir,
+    files_outside,
     read_data_dir,
     spk2utt_from_utt2spk,
     validate_data_dir,
@@ -121,6 +122,21 @@ def map_unseen_to_unk(
 def _raise_if(faults: List[str], summary: str) -> None:
     if faults:
         raise DataError(fault_message(summary, faults))
+
+
+def report_files_outside(root: Path, files_by_split: Mapping[str, Iterable[str]], what: str) -> Dict[str, List[str]]:
+    """Files the data files name outside the data root, by split, with one warning per split.
+
+    Nothing is refused (Kaldi recipes keep their archives in ``../fbank``, beside ``data/``):
+    the user learns which files a run reads from elsewhere, and the prepare summary keeps the
+    counts (``files_outside_root_<split>``) and the files (``files_outside_root``).
+    """
+    outside = {split: files_outside(root, files) for split, files in files_by_split.items()}
+    for split, files in outside.items():
+        if files:
+            log.warning("%s of the %s split: %d file(s) outside the data root %s, e.g. %s (read as given)",
+                        what, split, len(files), root, files[0])
+    return outside
 
 
 # --------------------------------------------------------------------------------- TIMIT-format corpora
@@ -207,6 +223,7 @@ def _prepare_timit_format(cfg: DataConfig, out_dir: Path, corpus_root: Optional[
     units = build_units(texts["train"][utt] for utt in sorted(texts["train"]))
     _raise_if(faults, f"corpus {root}")
     _warn_partial(root, scan.missing_speakers, {"dev": dev_name, "test": test_name}, splits)
+    outside = report_files_outside(root, {s: [str(u.wav_path) for u in splits[s]] for s in SPLITS}, "the audio files")
     texts, unseen = map_unseen_to_unk(texts, units)
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -236,6 +253,7 @@ def _prepare_timit_format(cfg: DataConfig, out_dir: Path, corpus_root: Optional[
         cmvn_source="train",
         missing_speakers=scan.missing_speakers,
         unseen_phones=unseen,
+        files_outside_root=outside,
     )
     (out_dir / META_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
     return meta
@@ -304,6 +322,11 @@ def _read_user_features(
                     " (data.fbank: num_mel_bins + energy)"
                 )
                 continue
+            bad = int(matrix.size - np.count_nonzero(np.isfinite(matrix)))
+            if bad:
+                faults.append(f"{data_dir.feats_scp}: utterance {utt}: {bad} non-finite value(s) (NaN or inf) in "
+                              f"its features ({location}); recompute them or remove the utterance")
+                continue
             frames[utt] = int(matrix.shape[0])
             yield matrix
 
@@ -341,6 +364,7 @@ def _prepare_kaldi_dirs(cfg: DataConfig, out_dir: Path, progress: bool) -> dict:
             faults.extend(err.faults or [str(err)])
     _raise_if(faults, f"Kaldi data dirs under {root}")
 
+    outside = report_files_outside(root, {s: d.feats.values() for s, d in dirs.items()}, "feats.scp")
     units = build_units(dirs["train"].text[utt] for utt in dirs["train"].utt_ids)
     texts, unseen = map_unseen_to_unk({s: d.text for s, d in dirs.items()}, units)
     expected_dim = cfg.fbank.feature_dim
@@ -386,6 +410,7 @@ def _prepare_kaldi_dirs(cfg: DataConfig, out_dir: Path, progress: bool) -> dict:
         cmvn_source=str(Path(cfg.cmvn).absolute()) if cfg.cmvn is not None else "train",
         missing_speakers={split: [] for split in SPLITS},
         unseen_phones=unseen,
+        files_outside_root=outside,
     )
     (out_dir / META_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
     return meta
@@ -405,12 +430,14 @@ def _meta(
     cmvn_source: str,
     missing_speakers: Mapping[str, List[str]],
     unseen_phones: Mapping[str, Mapping[str, int]],
+    files_outside_root: Mapping[str, List[str]],
 ) -> dict:
     flat = {}  # one number per split, for the tracking (stage summaries become MLflow values)
     for split in SPLITS:
         flat[f"utterances_{split}"] = len(frames[split])
         flat[f"missing_speakers_{split}"] = len(missing_speakers.get(split, []))
         flat[f"unk_phones_{split}"] = int(sum(unseen_phones.get(split, {}).values()))
+        flat[f"files_outside_root_{split}"] = len(files_outside_root.get(split, []))
     return {
         **flat,
         "kind": cfg.kind,
@@ -431,6 +458,8 @@ def _meta(
         "missing_speaker_ids": {split: list(missing_speakers.get(split, [])) for split in SPLITS},
         # dev/test phones never seen in train, mapped to UNK: split -> phone -> occurrences
         "unseen_phones": {split: dict(unseen_phones.get(split, {})) for split in SPLITS},
+        # files the corpus or feats.scp names outside the data root (symbolic links followed), by split
+        "files_outside_root": {split: list(files_outside_root.get(split, [])) for split in SPLITS},
     }
 
 
