@@ -111,6 +111,7 @@ class Workspace:
         for name in names:
             assert name in tag, f"the run's lstm_exp.error tag does not name {name!r}: {tag}"
         self.assert_earlier_outputs_intact()
+        print(f"[catalogue] {line}")  # pytest -s shows the line each case gives (for docs/RELIABILITY.md)
         return line
 
     def assert_config_rejected(self, proc: subprocess.CompletedProcess, *names: str) -> None:
