@@ -32,7 +32,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from conf_schemas.decode import DecodeConfig
-from lstm_exp.data.acl_inputs import read_ids, find_output, read_info, stride_output_lengths
+from lstm_exp.data.acl_inputs import find_output, load_output, read_ids, read_info, stride_output_lengths
 from lstm_exp.data.batching import load_split, load_units
 from lstm_exp.decode import build_decoder
 from lstm_exp.errors import DataError, LstmExpError
@@ -72,7 +72,7 @@ def score_outputs(info: Path | str, outputs: Path | str, prepared: Path | str, s
         if lengths.max() > frames:
             raise DataError(f"{info}: batch {entry.index} is padded to {frames} frames but holds an utterance of {lengths.max()}")
         path = find_output(outputs, entry)
-        log_probs = np.load(path, allow_pickle=False)
+        log_probs = load_output(path)
         if log_probs.ndim != 3 or log_probs.shape[1] < batch or log_probs.shape[2] != len(units):
             raise DataError(f"{path} has shape {list(log_probs.shape)}; expected [T', {batch}, {len(units)}] (time-major, {len(units)} classes of {units_file or prepared / 'units'})")
         length_of = stride_output_lengths(frames, log_probs.shape[0])

@@ -152,6 +152,23 @@ def output_candidates(out_dir: Path | str, entry: BinEntry) -> list[Path]:
     return [out_dir / name for name in dict.fromkeys(names)]
 
 
+def load_output(path: Path) -> np.ndarray:
+    """The log-probs an inference tool saved at ``path`` (``.npy``); a DataError naming the file
+    when it is not a NumPy array file or holds NaN or infinite values (a diverged model, or an
+    fp16 overflow on the device) that would otherwise be decoded into a silent, wrong score."""
+    try:
+        log_probs = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as exc:  # numpy: ValueError for bad headers, EOFError for empty files
+        raise DataError(f"{path}: not a readable .npy array ({type(exc).__name__}: {exc})") from None
+    if not isinstance(log_probs, np.ndarray) or not np.issubdtype(log_probs.dtype, np.floating):
+        raise DataError(f"{path}: holds {getattr(log_probs, 'dtype', type(log_probs).__name__)} data, not float log-probs")
+    bad = int(log_probs.size - np.count_nonzero(np.isfinite(log_probs)))
+    if bad:
+        raise DataError(f"{path}: {bad} non-finite value(s) (NaN or inf) in the log-probs; the model or its "
+                        "precision (e.g. fp16 overflow) produced them, and they cannot be decoded")
+    return log_probs
+
+
 def find_output(out_dir: Path | str, entry: BinEntry) -> Path:
     """The saved output of ``entry`` (see :func:`output_candidates`), or a DataError naming them."""
     candidates = output_candidates(out_dir, entry)
@@ -203,7 +220,7 @@ def read_inference_outputs(
     for entry in read_info(info):
         ids, lengths = read_ids(entry)
         path = find_output(out_dir, entry)
-        log_probs = np.load(path, allow_pickle=False)
+        log_probs = load_output(path)
         if log_probs.ndim != 3 or log_probs.shape[1] < len(ids):
             raise DataError(f"{path} has shape {list(log_probs.shape)}; expected [T', {len(ids)}, C] (time-major, batch {len(ids)})")
         length_of = out_lengths or stride_output_lengths(entry.shape[1], log_probs.shape[0])
