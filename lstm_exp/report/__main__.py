@@ -19,8 +19,10 @@ from lstm_exp.report.sweep import SweepSummary, sweep_title
 
 
 def main(argv: list[str] | None = None) -> int:
+    from mlflow.exceptions import MlflowException
+
     from lstm_exp.tracking.mlflow_run import default_tracking_uri
-    from lstm_exp.tracking.store import OVERRIDES_TAG, client, latest_sweep, sweep_reports
+    from lstm_exp.tracking.store import client
 
     parser = argparse.ArgumentParser(prog="python -m lstm_exp.report", description=__doc__.split("\n\n")[0])
     parser.add_argument("--tracking-uri", default=None,
@@ -31,7 +33,20 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     uri = args.tracking_uri or default_tracking_uri(os.getcwd())
-    mlflow_client = client(uri)
+    if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).is_file():  # reading must not create a store
+        print(f"lstm_exp.report: error: no MLflow store at {uri[len('sqlite:///'):]}: run it where the sweep ran, "
+              "or pass --tracking-uri", file=sys.stderr)
+        return 2
+    try:
+        return _report(client(uri), uri, args)
+    except MlflowException as exc:  # a store that cannot be read: unreachable server, broken database
+        print(f"lstm_exp.report: error: cannot read the MLflow store {uri}: {str(exc).splitlines()[0]}", file=sys.stderr)
+        return 2
+
+
+def _report(mlflow_client, uri: str, args: argparse.Namespace) -> int:
+    from lstm_exp.tracking.store import OVERRIDES_TAG, latest_sweep, sweep_reports
+
     if args.sweep:
         try:
             parent = mlflow_client.get_run(args.sweep)
