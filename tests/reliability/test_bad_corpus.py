@@ -8,6 +8,7 @@ undamaged input prepares, so that every failure below is the damage's doing.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -16,7 +17,7 @@ import kaldiio
 import numpy as np
 import pytest
 
-from catalogue import SMOKE
+from catalogue import CHECKOUT, SMOKE
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "data"))
 from timit_fixtures import build_timit_tree, write_kaldi_user_dir, write_speaker_list  # noqa: E402
@@ -271,3 +272,14 @@ def test_unreadable_cmvn_stats(workspace, kaldi, tmp_path):
     cmvn.write_text("not kaldi stats\n")
     proc = workspace.run(*kaldi_args(kaldi, f"data.cmvn={cmvn}"))
     workspace.assert_user_error(proc, str(cmvn))
+
+
+def test_the_synthetic_corpus_without_espeak(workspace, tmp_path):
+    """An install without the `synth` extra: the corpus stage names the package to install."""
+    blocker = tmp_path / "site" / "espeakng_loader"
+    blocker.mkdir(parents=True)
+    (blocker / "__init__.py").write_text("raise ImportError('espeakng_loader is not installed (test)')\n")
+    path = os.pathsep.join([str(CHECKOUT), str(tmp_path / "site")])
+    proc = workspace.run(*SMOKE, "data.synth.seed=7", env={"PYTHONPATH": path})  # a corpus not cached yet
+    line = workspace.assert_user_error(proc, "espeakng-loader")
+    assert "pip install 'lstm_exp[synth]'" in line
