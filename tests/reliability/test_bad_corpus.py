@@ -78,7 +78,7 @@ def rewrite_ark(split_dir: Path, utt: str, matrix: np.ndarray) -> None:
 
 def test_the_undamaged_inputs_run(workspace, timit, kaldi):
     """The TIMIT tree prepares; the Kaldi dirs (2 dev utterances) run end to end."""
-    for args in (timit_args(timit, "stage=prepare"), kaldi_args(kaldi)):
+    for args in (timit_args(timit, "stage=prepare"), kaldi_args(kaldi, "batch=2")):  # 2 dev utterances
         proc = workspace.run(*args)
         assert proc.returncode == 0, proc.stderr[-3000:]
         assert "outside the data root" not in proc.stdout + proc.stderr
