@@ -21,8 +21,10 @@ one zero row is appended when the count is odd.
 from __future__ import annotations
 
 import multiprocessing
+import signal
 import sys
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import closing
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
@@ -135,8 +137,11 @@ def extract_features(items: Sequence[tuple[str, Path]], opts: FbankConfig, out_d
     jobs = [(utt_id, str(path), opts) for utt_id, path in items]
     ark, scp = out_dir / "feats.ark", out_dir / "feats.scp"
     num_frames: dict[str, int] = {}
-    with kaldiio.WriteHelper(f"ark,scp:{ark},{scp}") as writer:
-        for utt_id, feats in zip(utt_ids, _compute_in_order(jobs, workers, progress)):
+    # closing(): an interrupt or error while writing stops the workers at once, not when the
+    # generator is garbage-collected
+    with kaldiio.WriteHelper(f"ark,scp:{ark},{scp}") as writer, \
+            closing(_compute_in_order(jobs, workers, progress)) as computed:
+        for utt_id, feats in zip(utt_ids, computed):
             writer(utt_id, feats)
             num_frames[utt_id] = int(feats.shape[0])
     return num_frames
@@ -155,10 +160,36 @@ def _compute_in_order(jobs: list[tuple[str, str, FbankConfig]], workers: int,
         # spawn: safe even when the parent holds threads (torch, MLflow); order is kept by map.
         context = multiprocessing.get_context("spawn")
         chunk = max(1, min(32, len(jobs) // (workers * 8)))
-        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        pool = ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_leave_interrupts_to_parent)
+        try:
             for feats in pool.map(_features_of_file, jobs, chunksize=chunk):
                 yield feats
                 bar.update(1)
+        except BaseException:  # Ctrl-C / SIGTERM, a worker's error, or the consumer stopped (GeneratorExit)
+            _stop_workers(pool)
+            raise
+        pool.shutdown(wait=True)
+
+
+def _leave_interrupts_to_parent() -> None:
+    """Worker initializer: Ctrl-C in a terminal reaches the whole process group; the parent
+    handles it (and stops the workers), so a worker ignores it instead of printing a traceback."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _stop_workers(pool: ProcessPoolExecutor, grace_s: float = 5.0) -> None:
+    """Stop at once: drop the queued work and end the worker processes, rather than waiting
+    (``shutdown(wait=True)``) for every chunk already handed out; no worker outlives the job."""
+    processes = list((getattr(pool, "_processes", None) or {}).values())  # Python < 3.14 has no terminate_workers()
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        if process.is_alive():
+            process.terminate()
+    for process in processes:
+        process.join(grace_s)
+        if process.is_alive():
+            process.kill()
+            process.join()
 
 
 def compute_cmvn_stats(feats: Iterable[np.ndarray]) -> np.ndarray:
