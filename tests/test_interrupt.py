@@ -102,9 +102,10 @@ def _left_running_in(folder: Path, wait_s: float = 10.0) -> list[str]:
         time.sleep(0.1)
 
 
-def _interrupt_when(cwd: Path, ready, what: str) -> str:
-    """Start the job in ``cwd``, send SIGTERM once ``ready(proc)``; return its stderr."""
-    proc = subprocess.Popen([sys.executable, "-m", "lstm_exp", *ARGS], cwd=cwd, env=_env(),
+def _interrupt_when(cwd: Path, ready, what: str, args: tuple = tuple(ARGS), runs: tuple = ("KILLED",)) -> str:
+    """Start ``python -m lstm_exp <args>`` in ``cwd``, send SIGTERM once ``ready(proc)``; check the
+    interrupt's contract (``runs``: the MLflow statuses then) and return the job's stderr."""
+    proc = subprocess.Popen([sys.executable, "-m", "lstm_exp", *args], cwd=cwd, env=_env(),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 600
     while not ready(proc):
@@ -117,7 +118,7 @@ def _interrupt_when(cwd: Path, ready, what: str) -> str:
     assert "Traceback" not in stderr, stderr[-3000:]
     interrupted = [line for line in stderr.splitlines() if line.startswith("lstm_exp: interrupted")]
     assert len(interrupted) == 1 and "KILLED" in interrupted[0], stderr[-3000:]
-    assert _statuses(cwd) == ["KILLED"]
+    assert _statuses(cwd) == sorted(runs)
     assert not _left_running_in(cwd), f"processes left running: {_left_running_in(cwd, 0)}"
     return stderr
 
@@ -129,7 +130,7 @@ def reference(tmp_path_factory) -> dict:
     cwd = tmp_path_factory.mktemp("reference")
     _run(cwd, *ARGS)
     key, arks = _prepared(cwd)
-    return {"prepare_key": key, "arks": arks, "per": _per(cwd), "weights": _weights_digest(cwd)}
+    return {"cwd": cwd, "prepare_key": key, "arks": arks, "per": _per(cwd), "weights": _weights_digest(cwd)}
 
 
 def test_sigterm_during_feature_extraction_ends_killed_and_a_rerun_gets_the_same_results(tmp_path, reference):
@@ -173,6 +174,29 @@ def test_sigterm_during_training_ends_killed_and_a_rerun_resumes_to_the_same_wei
     assert epochs == [1, 2, 3, 4]
     assert _weights_digest(tmp_path) == reference["weights"]
     assert _per(tmp_path) == reference["per"]
+
+
+def test_sigterm_during_the_second_job_of_a_sweep_ends_the_job_and_the_parent_killed(reference):
+    """In the reference workspace: job 0 is the reference run (its stages cached) and finishes,
+    job 1 is interrupted after its first saved epoch."""
+    import mlflow
+
+    cwd = reference["cwd"]
+    (cwd / "mlflow.db").rename(cwd / "reference.db")  # a store of its own for this sweep
+    work = cwd / "cache" / "train"
+
+    def second_job_trains(proc) -> bool:
+        return bool(list(cwd.glob("multirun/*/*/1_*"))) and bool(list(work.glob(".work-*/last.pt")))
+
+    sweep = ("experiment=smoke", "progress=false", "train.epochs=4,12", "-m")  # job 0: all stages cached
+    _interrupt_when(cwd, second_job_trains, "second job training", args=sweep, runs=("FINISHED", "KILLED", "KILLED"))
+    mlflow.set_tracking_uri(f"sqlite:///{cwd / 'mlflow.db'}")
+    runs = mlflow.search_runs(experiment_names=["lstm_exp"], output_format="list")
+    (parent,) = [r for r in runs if r.data.tags.get("lstm_exp.role") == "sweep"]
+    jobs = {r.data.tags["lstm_exp.job_num"]: r for r in runs if r.data.tags.get("lstm_exp.role") == "job"}
+    assert parent.info.status == "KILLED"
+    assert {num: r.info.status for num, r in jobs.items()} == {"0": "FINISHED", "1": "KILLED"}
+    assert all(r.data.tags["mlflow.parentRunId"] == parent.info.run_id for r in jobs.values())
 
 
 # -- the work folder a rerun would resume from --------------------------------------------------
