@@ -157,6 +157,64 @@ def test_sigterm_during_feature_extraction_ends_killed_and_a_rerun_gets_the_same
     assert _weights_digest(tmp_path) == reference["weights"]
 
 
+EXTRACT = """
+import signal
+import sys
+from pathlib import Path
+
+import numpy as np
+import soundfile
+
+from conf_schemas.features import FbankConfig
+from lstm_exp.data.features import extract_features
+
+root = Path(sys.argv[1])
+rng = np.random.default_rng(0)
+items = []
+for index in range(300):
+    path = root / f"u{index}.wav"
+    soundfile.write(path, (rng.standard_normal(4 * 16000) * 1000).astype(np.int16), 16000)
+    items.append((f"u{index}", path))
+
+
+def terminate(signum, frame):  # SIGTERM as Ctrl-C, as lstm_exp.app does
+    raise KeyboardInterrupt
+
+
+signal.signal(signal.SIGTERM, terminate)
+try:
+    extract_features(items, FbankConfig(), root / "out", workers=2, progress=False)
+except KeyboardInterrupt:
+    print("interrupted")
+    sys.exit(130)
+print("finished")
+"""
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+@pytest.mark.parametrize("delay_s", [0.0, 0.3])
+def test_a_signal_to_the_process_group_during_extraction_stops_the_workers_cleanly(tmp_path, delay_s, signum):
+    """Ctrl-C in a terminal (SIGINT), ``kill -- -<pgid>`` or a scheduler (SIGTERM) signal every
+    process of the group, workers included, as they start (``delay_s`` 0) or while they import and
+    work: only the parent handles it, stops the pool, and ends without a traceback or a hang."""
+    proc = subprocess.Popen([sys.executable, "-c", EXTRACT, str(tmp_path)], cwd=tmp_path, env=_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while not (workers := _workers_of(proc.pid)):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[1][-3000:]
+        time.sleep(0.01)
+    time.sleep(delay_s)
+    os.killpg(proc.pid, signum)
+    try:
+        stdout, stderr = proc.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        raise
+    assert (proc.returncode, stdout.strip()) == (130, "interrupted"), stderr[-3000:]
+    assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr, stderr[-3000:]
+    assert workers and not _left_running_in(tmp_path), _left_running_in(tmp_path, 0)
+
+
 def test_sigterm_during_training_ends_killed_and_a_rerun_resumes_to_the_same_weights(tmp_path, reference):
     def one_epoch_done(proc) -> bool:  # an epoch's state is saved (atomically), more epochs to go
         return bool(list((tmp_path / "cache" / "train").glob(".work-*/last.pt")))
@@ -232,3 +290,35 @@ def test_an_unreadable_training_state_is_reported_and_training_starts_afresh(tmp
     assert [json.loads(line)["epoch"] for line in (work / "train_log.jsonl").read_text().splitlines()] == [1, 2]
     a, b = (torch.load(d / "last.pt", weights_only=True)["model"] for d in (fresh, work))
     assert all(torch.equal(a[k], b[k]) for k in a)  # the same as training from nothing
+
+
+@pytest.mark.parametrize("overrides, resumes", [
+    ((), True),                                   # a plain rerun resumes (train.resume defaults to true)
+    (("force=true",), False),                     # force=true (stage=all) trains afresh
+    (("force=true", "stage=train"), False),
+    (("force=true", "stage=export"), True),       # forcing a later stage keeps the training
+    (("train.resume=false",), False),
+])
+def test_the_train_work_folder_is_resumed_unless_forced(compose_config, tmp_path, monkeypatch, overrides, resumes):
+    from lstm_exp.experiment import validate
+    from lstm_exp.pipeline import Pipeline, _plain, _without
+
+    exp = validate(compose_config("experiment=smoke", *overrides))
+    pipeline = Pipeline(exp)
+    pipeline.__dict__["prepared_dir"] = tmp_path / "prepared"  # the train stage's input, not needed here
+    pipeline.keys["prepare"] = "0" * 16
+    config = {"model": _plain(exp.model), "train": _without(_plain(exp.train), "resume")}
+    work = pipeline.cache.root / "train" / f".work-{pipeline._key('train', config, ['0' * 16])}"
+    work.mkdir(parents=True)
+    (work / "last.pt").write_bytes(b"an interrupted run's state")
+    seen = {}
+
+    def train_model(model_cfg, train_cfg, prepared_dir, out_dir, progress):
+        seen["work"], seen["kept"] = out_dir, (out_dir / "last.pt").is_file()
+        (out_dir / "model.pt").write_bytes(b"weights")
+        return {}
+
+    monkeypatch.setattr("lstm_exp.model.train.train_model", train_model)
+    assert pipeline.checkpoint.read_bytes() == b"weights"
+    assert seen == {"work": work, "kept": resumes}
+    assert not work.exists()  # moved into the cache entry
