@@ -102,8 +102,10 @@ class TrainConfig:
     num_threads: int = 0
     #: auto (cuda when present), cpu or cuda
     device: str = "auto"
-    #: continue from out_dir/last.pt without redoing finished epochs
-    resume: bool = False
+    #: continue an interrupted training from its last finished epoch (the work folder's last.pt),
+    #: so that a plain rerun of the same command goes on; force=true (stage all or train) and
+    #: resume=false start afresh; an unreadable last.pt is reported and training starts afresh
+    resume: bool = True
     seed: int = 1
     #: clip the gradient norm at this value (0: no clipping)
     grad_clip: float = 5.0

@@ -30,6 +30,7 @@ recomputes).
 """
 from __future__ import annotations
 
+import itertools
 import logging
 import signal
 import sys
@@ -60,6 +61,31 @@ INTERRUPTED_EXIT = 130
 CONFIG_DIR = config_dir()  # checkout: <repo>/configs; installed wheel: lstm_exp/configs
 
 register_configs()
+
+
+def new_folder(base: str) -> str:
+    """``base`` or, when that exists, ``base-1``, ``base-2``, ...: the first free name, created here.
+
+    The resolver ``${lstm_exp.new_folder:...}`` of ``hydra.run.dir`` and ``hydra.sweep.dir``
+    (configs/config.yaml): ``os.mkdir`` is atomic, so two runs started in the same second (two
+    shells, a scheduler) never share a folder, on one machine or on a shared file system, and a
+    rerun never writes into an earlier run's folder.  Cached (``use_cache``) like Hydra's ``now``,
+    so every place that reads the dir in this process (and the sweep's jobs, which get a copy of
+    the cache) sees the same folder.
+    """
+    path = Path(base)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for number in itertools.count():
+        candidate = path if number == 0 else path.with_name(f"{path.name}-{number}")
+        try:
+            candidate.mkdir()
+        except FileExistsError:
+            continue
+        return str(candidate)
+    raise AssertionError("unreachable")
+
+
+OmegaConf.register_new_resolver("lstm_exp.new_folder", new_folder, use_cache=True, replace=True)
 
 
 def _tracker(cfg: DictConfig) -> MlflowRun:

@@ -143,10 +143,16 @@ class Pipeline:
         config = {"model": _plain(model_cfg), "train": _without(_plain(train_cfg), "resume")}
 
         def build(tmp: Path) -> dict:
-            # Training works in a stable folder beside the cache entry, so that an interrupted
-            # run can resume (train.resume=true) from its last finished epoch.
+            # Training works in a stable folder beside the cache entry, named by the train key (so
+            # it only ever holds this config's epochs), so that a rerun of an interrupted job
+            # resumes from its last finished epoch (train.resume, default true). force=true (stage
+            # all or train) and train.resume=false start afresh; train_model itself starts afresh,
+            # with a warning naming the file, when the folder's last.pt cannot be read.
             work = self.cache.root / "train" / f".work-{self._key('train', config, [self.keys['prepare']])}"
-            if work.exists() and not train_cfg.resume:
+            afresh = self.exp.force and self.exp.stage in ("train", "all")
+            if work.exists() and (afresh or not train_cfg.resume):
+                log.info("train: discarding the work folder %s (%s)", work,
+                         "force=true" if afresh else "train.resume=false")
                 shutil.rmtree(work)
             work.mkdir(parents=True, exist_ok=True)
             summary = train_model(model_cfg, train_cfg, prepared, work, progress=self.progress)

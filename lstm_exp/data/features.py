@@ -21,8 +21,11 @@ one zero row is appended when the count is odd.
 from __future__ import annotations
 
 import multiprocessing
+import signal
 import sys
+import threading
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
@@ -135,8 +138,11 @@ def extract_features(items: Sequence[tuple[str, Path]], opts: FbankConfig, out_d
     jobs = [(utt_id, str(path), opts) for utt_id, path in items]
     ark, scp = out_dir / "feats.ark", out_dir / "feats.scp"
     num_frames: dict[str, int] = {}
-    with kaldiio.WriteHelper(f"ark,scp:{ark},{scp}") as writer:
-        for utt_id, feats in zip(utt_ids, _compute_in_order(jobs, workers, progress)):
+    # closing(): an interrupt or error while writing stops the workers at once, not when the
+    # generator is garbage-collected
+    with kaldiio.WriteHelper(f"ark,scp:{ark},{scp}") as writer, \
+            closing(_compute_in_order(jobs, workers, progress)) as computed:
+        for utt_id, feats in zip(utt_ids, computed):
             writer(utt_id, feats)
             num_frames[utt_id] = int(feats.shape[0])
     return num_frames
@@ -155,10 +161,56 @@ def _compute_in_order(jobs: list[tuple[str, str, FbankConfig]], workers: int,
         # spawn: safe even when the parent holds threads (torch, MLflow); order is kept by map.
         context = multiprocessing.get_context("spawn")
         chunk = max(1, min(32, len(jobs) // (workers * 8)))
-        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-            for feats in pool.map(_features_of_file, jobs, chunksize=chunk):
+        pool = ProcessPoolExecutor(max_workers=workers, mp_context=context)
+        try:
+            with _workers_born_deaf_to_interrupts():
+                results = pool.map(_features_of_file, jobs, chunksize=chunk)  # submits all: starts the workers
+            for feats in results:
                 yield feats
                 bar.update(1)
+        except BaseException:  # Ctrl-C / SIGTERM, a worker's error, or the consumer stopped (GeneratorExit)
+            _stop_workers(pool)
+            raise
+        pool.shutdown(wait=True)
+
+
+#: signals a user or a scheduler sends to a whole process group (Ctrl-C in a terminal; SIGTERM
+#: from ``kill -- -<pgid>``, ``timeout``, Slurm): only the parent handles them
+GROUP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
+
+
+@contextmanager
+def _workers_born_deaf_to_interrupts() -> Iterator[None]:
+    """Start the workers with SIGINT and SIGTERM blocked, for their whole life: a blocked signal
+    mask is inherited through fork and exec, and Python does not unblock it.  The parent handles
+    an interrupt and stops the pool cleanly (:func:`_stop_workers`); a worker that got the signal
+    would print a traceback (while importing) or die in the middle of sending a result, which
+    leaves the pool's reader thread waiting forever for the rest of it (the process would hang
+    at exit).  While the workers start, the parent only notes such a signal (another thread may
+    take it, and an interrupt in the middle of starting a worker would leave it half-started)
+    and raises it as soon as they are started, so nothing is lost."""
+    if not hasattr(signal, "pthread_sigmask") or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    noted: list[int] = []
+    handlers = {signum: signal.signal(signum, lambda number, frame: noted.append(number)) for signum in GROUP_SIGNALS}
+    previous_mask = signal.pthread_sigmask(signal.SIG_BLOCK, GROUP_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous_mask)  # a pending signal is noted here
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
+    if noted:
+        signal.raise_signal(noted[0])  # as if it came now: the job's own handler takes it
+
+
+def _stop_workers(pool: ProcessPoolExecutor) -> None:
+    """Stop the pool after an interrupt or an error: queued work is dropped and the chunks the
+    workers already hold are finished (a chunk is at most 32 utterances); the workers then exit,
+    so none outlives the job.  They are not terminated: one killed while it sends a result leaves
+    the pool waiting forever for the rest of it."""
+    pool.shutdown(wait=True, cancel_futures=True)
 
 
 def compute_cmvn_stats(feats: Iterable[np.ndarray]) -> np.ndarray:

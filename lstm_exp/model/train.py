@@ -21,8 +21,9 @@ Writes into ``out_dir``:
 
 * ``model.pt``: the best model (:func:`save_checkpoint`: weights, arch, units, meta);
 * ``last.pt``: model, optimiser, lr-halving state, epoch, RNG states and bookkeeping after
-  every epoch (``torch.load(weights_only=True)``-loadable), from which ``resume=true``
-  continues without redoing finished epochs;
+  every epoch (``torch.load(weights_only=True)``-loadable), from which ``resume=true`` (the
+  default) continues without redoing finished epochs; a ``last.pt`` it cannot continue from
+  (truncated, another network) is reported with a warning naming it, and training starts afresh;
 * ``train_log.jsonl``: one JSON object per epoch.
 """
 
@@ -45,7 +46,7 @@ from tqdm import tqdm
 
 from conf_schemas.model import ModelConfig, TrainConfig
 from lstm_exp.data.batching import plan_batches
-from lstm_exp.errors import CheckpointError, ConfigError, DataError
+from lstm_exp.errors import ConfigError, DataError
 from lstm_exp.model.augment import AugmentParams, augment_batch
 from lstm_exp.model.checkpoint import save_checkpoint
 from lstm_exp.model.ctc import CTCModel, ModelArch
@@ -293,9 +294,11 @@ def _fit(model_cfg: ModelConfig, train_cfg: TrainConfig, units: Sequence[str],
             "cut_by_time": False}
     last_path, log_path = out_dir / LAST_NAME, out_dir / LOG_NAME
     resumed_from = 0
-    if train_cfg.resume and last_path.is_file():
-        book = _resume(last_path, model, optimizer, halving, data_rng, arch, units)
+    state = _resumable_state(last_path, arch, units) if train_cfg.resume and last_path.is_file() else None
+    if state is not None:
+        book = _resume(state, model, optimizer, halving, data_rng)
         resumed_from = book["epoch"]
+        _keep_log_until(log_path, resumed_from)
     elif log_path.exists():
         log_path.unlink()
 
@@ -405,21 +408,42 @@ def _save_last(path: Path, model: CTCModel, optimizer: torch.optim.Optimizer,
     tmp.replace(path)
 
 
-def _resume(path: Path, model: CTCModel, optimizer: torch.optim.Optimizer, halving: LrHalving,
-            generator: torch.Generator, arch: ModelArch, units: Sequence[str]) -> Dict[str, Any]:
+def _resumable_state(path: Path, arch: ModelArch, units: Sequence[str]) -> Optional[Dict[str, Any]]:
+    """The training state in ``path`` if training can continue from it; otherwise (truncated,
+    unreadable, another format, another network) a warning naming ``path`` and None: training
+    then starts afresh and overwrites it, rather than stopping a rerun."""
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise CheckpointError(f"{path}: cannot resume from it ({type(exc).__name__}); delete it "
-                              "or set train.resume=false") from None
-    if not isinstance(state, dict) or state.get("format") != TRAIN_STATE_TAG:
-        raise CheckpointError(f"{path}: not a training state written by lstm_exp; delete it or "
-                              "set train.resume=false")
-    if state["arch"] != arch.to_dict() or list(state["units"]) != list(units):
-        raise CheckpointError(f"{path}: was trained with arch {state['arch']} and "
-                              f"{len(state['units'])} units, the config now gives "
-                              f"{arch.to_dict()} and {len(units)} units; set train.resume=false "
-                              "to start over")
+        detail = (str(exc).splitlines() or [""])[0][:200]
+        problem = f"it is unreadable ({type(exc).__name__}: {detail})"
+    else:
+        if not isinstance(state, dict) or state.get("format") != TRAIN_STATE_TAG:
+            problem = "it is not a training state written by lstm_exp"
+        elif state["arch"] != arch.to_dict() or list(state["units"]) != list(units):
+            problem = (f"it was trained with arch {state['arch']} and {len(state['units'])} units, the config "
+                       f"now gives {arch.to_dict()} and {len(units)} units")
+        else:
+            return state
+    log.warning("train: cannot resume from %s: %s; training starts afresh (finished epochs of that "
+                "run are redone)", path, problem)
+    return None
+
+
+def _keep_log_until(log_path: Path, epoch: int) -> None:
+    """Drop the log lines of epochs after ``epoch`` (an interrupt between logging an epoch and
+    saving its state), so that the resumed run logs each epoch once."""
+    if not log_path.is_file():
+        return
+    lines = log_path.read_text(encoding="utf-8").splitlines(keepends=True)
+    kept = [line for line in lines if line.strip() and json.loads(line)["epoch"] <= epoch]
+    if kept != lines:
+        log_path.write_text("".join(kept), encoding="utf-8")
+
+
+def _resume(state: Dict[str, Any], model: CTCModel, optimizer: torch.optim.Optimizer, halving: LrHalving,
+            generator: torch.Generator) -> Dict[str, Any]:
+    """Restore model, optimiser, lr halving and RNGs from a state :func:`_resumable_state` accepted."""
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
     halving.load_state_dict(state["scheduler"])

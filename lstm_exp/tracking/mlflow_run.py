@@ -3,7 +3,10 @@
 Params are a whitelist of flattened config keys (MLflow limits params; the whole tree goes in
 as the ``config.yaml`` artefact).  A run that raises is ended FAILED.  The default store is
 ``sqlite:///<paths.root>/mlflow.db`` (absolute, so every job of a sweep shares it);
-``MLFLOW_TRACKING_URI`` or ``tracking.tracking_uri`` override it.
+``MLFLOW_TRACKING_URI`` or ``tracking.tracking_uri`` override it.  Processes that share one SQLite
+store open it under a lock (:func:`lstm_exp.tracking.store.client`), so none fails while another
+creates its tables; SQLite suits a few concurrent jobs, a server or PostgreSQL many
+(docs/RELIABILITY.md, "Concurrency and outputs").
 """
 from __future__ import annotations
 

@@ -13,8 +13,12 @@ Tags lstm_exp writes (besides MLflow's own ``mlflow.parentRunId`` / ``mlflow.run
 """
 from __future__ import annotations
 
+import fcntl
 import logging
-from typing import Any, Optional
+import os
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator, Optional
 
 from lstm_exp.report.job import Dataset, JobReport
 
@@ -37,11 +41,43 @@ def quiet_alembic() -> None:
     logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
+def sqlite_file(tracking_uri: str) -> Optional[Path]:
+    """The database file of a ``sqlite:///`` store (None for other stores and in-memory ones)."""
+    prefix = "sqlite:///"
+    if not tracking_uri.startswith(prefix) or tracking_uri[len(prefix):] in ("", ":memory:"):
+        return None
+    return Path(tracking_uri[len(prefix):].split("?", 1)[0])
+
+
+@contextmanager
+def _store_lock(tracking_uri: str) -> Iterator[None]:
+    """Hold ``<db>.lock`` beside a SQLite store: MLflow creates (or upgrades) a store's tables when
+    a process first opens it, and processes doing that at once on a fresh file fail (two shells
+    started together in a new folder; a sweep's jobs are safe, its callback opens the store first)."""
+    db = sqlite_file(tracking_uri)
+    if db is None:
+        yield
+        return
+    db.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(f"{db}.lock", os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        try:
+            fcntl.lockf(fd, fcntl.LOCK_EX)
+        except OSError as exc:  # a file system without locks: open unserialised, as MLflow itself does
+            log.debug("cannot lock %s.lock (%s); opening the store unserialised", db, exc)
+        yield
+    finally:
+        os.close(fd)  # closing drops the lock
+
+
 def client(tracking_uri: str):
+    """An MlflowClient of the store, which this process opens (creates) under :func:`_store_lock`;
+    MLflow caches the opened store per URI, so the fluent API reuses it."""
     from mlflow.tracking import MlflowClient
 
     quiet_alembic()
-    return MlflowClient(tracking_uri=tracking_uri)
+    with _store_lock(tracking_uri):
+        return MlflowClient(tracking_uri=tracking_uri)
 
 
 def ensure_experiment(mlflow_client, name: str) -> str:
