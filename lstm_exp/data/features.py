@@ -20,7 +20,6 @@ one zero row is appended when the count is odd.
 
 from __future__ import annotations
 
-import multiprocessing
 import signal
 import sys
 import threading
@@ -36,6 +35,7 @@ import soundfile
 from tqdm import tqdm
 
 from conf_schemas.features import FbankConfig
+from lstm_exp.data.workers import process_context
 from lstm_exp.errors import DataError
 
 # Kaldi's apply-cmvn floors variances at this value before taking 1/sqrt.
@@ -159,7 +159,7 @@ def _compute_in_order(jobs: list[tuple[str, str, FbankConfig]], workers: int,
                 bar.update(1)
             return
         # spawn: safe even when the parent holds threads (torch, MLflow); order is kept by map.
-        context = multiprocessing.get_context("spawn")
+        context = process_context("spawn")
         chunk = max(1, min(32, len(jobs) // (workers * 8)))
         pool = ProcessPoolExecutor(max_workers=workers, mp_context=context)
         try:

@@ -121,6 +121,21 @@ def test_extract_features_deterministic_across_worker_counts(tmp_path):
     np.testing.assert_array_equal(loaded[items[4][0]], compute_fbank(samples, FbankConfig()))
 
 
+def _extract_in_a_loky_worker(items, out_dir):
+    return extract_features(items, FbankConfig(), out_dir, workers=2, progress=False)
+
+
+def test_extract_features_with_workers_inside_a_joblib_worker(tmp_path):
+    """A job of a `hydra/launcher=parallel` sweep runs in a loky worker, whose default start method
+    ('loky') spawned children do not know: extraction there used to die with BrokenProcessPool."""
+    joblib = pytest.importorskip("joblib")
+    items = write_sphere_like_corpus(tmp_path / "wav", 4)
+    (frames,) = joblib.Parallel(n_jobs=2, backend="loky")(
+        [joblib.delayed(_extract_in_a_loky_worker)(items, tmp_path / "out")])
+    assert list(frames) == [utt for utt, _ in items]
+    assert (tmp_path / "out" / "feats.ark").stat().st_size > 0
+
+
 def test_extract_features_reports_bad_files(tmp_path):
     items = write_sphere_like_corpus(tmp_path, 1)
     short = tmp_path / "short.wav"

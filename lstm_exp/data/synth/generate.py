@@ -23,7 +23,6 @@ import functools
 import hashlib
 import json
 import math
-import multiprocessing
 import os
 import shutil
 import time
@@ -47,6 +46,7 @@ from lstm_exp.data.synth.phonemes import (
     word_spans,
 )
 from lstm_exp.data.synth.voices import Voice, train_pool, voice
+from lstm_exp.data.workers import process_context
 from lstm_exp.errors import ConfigError, DataError
 
 if TYPE_CHECKING:  # conf_schemas.synth imports the voice table from this package
@@ -232,7 +232,7 @@ def _run_jobs(jobs: Sequence[_Job], workers: int, progress: bool, desc: str) -> 
         groups.setdefault(job.voice.speaker_id, []).append(i)
     tasks = [[jobs[i] for i in idx] for idx in groups.values()]
     results: List[Optional[Dict]] = [None] * len(jobs)
-    ctx = multiprocessing.get_context("forkserver")
+    ctx = process_context("forkserver")
     with ctx.Pool(processes=min(workers, max(1, len(tasks))), initializer=_pool_init) as pool, \
             tqdm(total=len(jobs), desc=desc, disable=not progress, unit="utt") as bar:
         for idx, task_results in zip(groups.values(), pool.imap(_run_in_forked_child, tasks)):
