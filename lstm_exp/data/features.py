@@ -20,6 +20,7 @@ one zero row is appended when the count is odd.
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import threading
@@ -35,7 +36,7 @@ import soundfile
 from tqdm import tqdm
 
 from conf_schemas.features import FbankConfig
-from lstm_exp.data.workers import process_context
+from lstm_exp.data.workers import die_with_parent, process_context
 from lstm_exp.errors import DataError
 
 # Kaldi's apply-cmvn floors variances at this value before taking 1/sqrt.
@@ -161,7 +162,8 @@ def _compute_in_order(jobs: list[tuple[str, str, FbankConfig]], workers: int,
         # spawn: safe even when the parent holds threads (torch, MLflow); order is kept by map.
         context = process_context("spawn")
         chunk = max(1, min(32, len(jobs) // (workers * 8)))
-        pool = ProcessPoolExecutor(max_workers=workers, mp_context=context)
+        pool = ProcessPoolExecutor(max_workers=workers, mp_context=context,
+                                   initializer=die_with_parent, initargs=(os.getpid(),))
         try:
             with _workers_born_deaf_to_interrupts():
                 results = pool.map(_features_of_file, jobs, chunksize=chunk)  # submits all: starts the workers

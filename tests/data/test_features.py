@@ -136,6 +136,69 @@ def test_extract_features_with_workers_inside_a_joblib_worker(tmp_path):
     assert (tmp_path / "out" / "feats.ark").stat().st_size > 0
 
 
+KILLED_PARENT = """
+import sys
+from pathlib import Path
+from conf_schemas.features import FbankConfig
+from lstm_exp.data.features import extract_features
+if __name__ == "__main__":
+    items = [(f"u{i:03d}", Path(p)) for i, p in enumerate(sys.argv[2:])]
+    extract_features(items, FbankConfig(), Path(sys.argv[1]), workers=2, progress=False)
+"""
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found += [int(c) for c in (task / "children").read_text().split()]
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="needs Linux /proc")
+def test_workers_do_not_outlive_a_job_killed_outright(tmp_path):
+    """SIGKILL (the OOM killer, a scheduler's hard kill) of a job while its extraction workers
+    run: the kernel kills the workers too. They used to wait forever, holding both ends of the
+    pool's pipes, with SIGTERM blocked."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    items = write_sphere_like_corpus(tmp_path / "wav", 40, seconds=20.0)
+    script = tmp_path / "extract.py"
+    script.write_text(KILLED_PARENT)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[2]),
+                                                        os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.Popen([sys.executable, str(script), str(tmp_path / "out"), *(str(p) for _, p in items)],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    workers: list[int] = []
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        workers = [c for c in _children(proc.pid)
+                   if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()] if _alive(proc.pid) else []
+        if len(workers) == 2:
+            break
+        time.sleep(0.02)
+    assert len(workers) == 2 and proc.poll() is None, "the extraction ended before its workers could be seen"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and any(_alive(w) for w in workers):
+        time.sleep(0.05)
+    survivors = [w for w in workers if _alive(w)]
+    for pid in survivors:  # leave nothing behind even when the test fails
+        os.kill(pid, signal.SIGKILL)
+    assert not survivors, f"workers {survivors} outlived their killed job"
+
+
 def test_extract_features_reports_bad_files(tmp_path):
     items = write_sphere_like_corpus(tmp_path, 1)
     short = tmp_path / "short.wav"

@@ -46,7 +46,7 @@ from lstm_exp.data.synth.phonemes import (
     word_spans,
 )
 from lstm_exp.data.synth.voices import Voice, train_pool, voice
-from lstm_exp.data.workers import process_context
+from lstm_exp.data.workers import die_with_parent, process_context
 from lstm_exp.errors import ConfigError, DataError
 
 if TYPE_CHECKING:  # conf_schemas.synth imports the voice table from this package
@@ -100,6 +100,7 @@ def _resampling_filter(up: int, down: int) -> np.ndarray:
 
 
 def _pool_init() -> None:
+    die_with_parent()  # a killed job leaves no worker behind
     rate = espeak.initialize()
     g = math.gcd(SAMPLE_RATE, rate)
     _resampling_filter(SAMPLE_RATE // g, rate // g)
