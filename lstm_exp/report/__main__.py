@@ -22,7 +22,7 @@ def main(argv: list[str] | None = None) -> int:
     from mlflow.exceptions import MlflowException
 
     from lstm_exp.tracking.mlflow_run import default_tracking_uri
-    from lstm_exp.tracking.store import client
+    from lstm_exp.tracking.store import client, sqlite_file
 
     parser = argparse.ArgumentParser(prog="python -m lstm_exp.report", description=__doc__.split("\n\n")[0])
     parser.add_argument("--tracking-uri", default=None,
@@ -33,9 +33,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     uri = args.tracking_uri or default_tracking_uri(os.getcwd())
-    if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).is_file():  # reading must not create a store
-        print(f"lstm_exp.report: error: no MLflow store at {uri[len('sqlite:///'):]}: run it where the sweep ran, "
-              "or pass --tracking-uri", file=sys.stderr)
+    db = sqlite_file(uri)
+    if db is not None and not db.is_file():  # reading must not create a store
+        print(f"lstm_exp.report: error: no MLflow store at {db}: run it where the sweep ran, or pass --tracking-uri",
+              file=sys.stderr)
         return 2
     try:
         return _report(client(uri), uri, args)

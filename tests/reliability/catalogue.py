@@ -43,6 +43,8 @@ class Workspace:
     """A launch folder (``cache/``, ``outputs/``, ``mlflow.db``) shared by the catalogue's cases."""
 
     root: Path
+    #: stage -> the cache entry the first smoke run made (set by the ``workspace`` fixture)
+    smoke_entries: Dict[str, Path] = field(default_factory=dict)
     files_before: Dict[str, str] = field(default_factory=dict)
     runs_before: Dict[str, str] = field(default_factory=dict)
 

@@ -14,4 +14,7 @@ def workspace(tmp_path_factory) -> Workspace:
     proc = space.run(*SMOKE)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert list(space.runs().values()) == ["FINISHED"]
+    for stage in (space.root / "cache").iterdir():
+        (entry,) = [e for e in stage.iterdir() if (e / "_stage.json").is_file()]
+        space.smoke_entries[stage.name] = entry
     return space

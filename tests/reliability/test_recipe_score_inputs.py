@@ -22,8 +22,7 @@ def recipe_files(workspace, tmp_path_factory):
     from lstm_exp.data.acl_inputs import output_path, read_info, write_bin_batches
     from lstm_exp.data.batching import load_split, load_units, plan_batches
 
-    (prepared,) = [p.parent for p in (workspace.root / "cache" / "prepare").glob("*/_stage.json")
-                   if (p.parent / "dev" / "feats.scp").is_file() and "synth" in (p.parent / "meta.json").read_text()]
+    prepared = workspace.smoke_entries["prepare"]
     base = tmp_path_factory.mktemp("recipe")
     units = load_units(prepared / "units")
     info = write_bin_batches(plan_batches(load_split(prepared, "dev", units, progress=False), 4, "fixed", pad_to=390),
