@@ -146,9 +146,7 @@ def infer_arch(state: Mapping[str, torch.Tensor], path: Union[str, Path] = "<sta
     if head is None:
         faults.append("fc.1.weight: missing (the recipe head is BatchNorm1d fc.0 -> Linear fc.1)")
     if faults:
-        raise CheckpointError("\n".join(
-            [f"{path}: not the recipe's CTC network ({len(faults)} problem"
-             f"{'s' if len(faults) > 1 else ''})", *faults]))
+        raise CheckpointError.listing(f"{path}: not the recipe's CTC network", faults)
     channels = [int(state[f"conv.{i}.conv.weight"].shape[0]) for i in conv_ids]
     hidden = int(state["rnns.0.rnn.weight_hh_l0"].shape[1]) if "rnns.0.rnn.weight_hh_l0" in state \
         else int(state["rnns.0.rnn.weight_ih_l0"].shape[0]) // 4
@@ -187,9 +185,7 @@ def _check_expected(path: Path, arch: ModelArch, expected: Mapping[str, Any]) ->
             faults.append(f"model.{key}: config says {value!r}, the checkpoint's weights say "
                           f"{found!r}; set model.{key}={found} or use another checkpoint")
     if faults:
-        raise CheckpointError("\n".join(
-            [f"{path}: checkpoint does not match the model config ({len(faults)} problem"
-             f"{'s' if len(faults) > 1 else ''})", *faults]))
+        raise CheckpointError.listing(f"{path}: checkpoint does not match the model config", faults)
 
 
 def _check_keys_and_shapes(path: Path, model: CTCModel, state: Dict[str, torch.Tensor]) -> None:
@@ -203,9 +199,8 @@ def _check_keys_and_shapes(path: Path, model: CTCModel, state: Dict[str, torch.T
             faults.append(f"{key}: shape {tuple(tensor.shape)}, the inferred architecture "
                           f"needs {tuple(wanted[key].shape)}")
     if faults:
-        raise CheckpointError("\n".join(
-            [f"{path}: weights do not fit the recipe network {model.arch.to_dict()} "
-             f"({len(faults)} problem{'s' if len(faults) > 1 else ''})", *faults]))
+        raise CheckpointError.listing(f"{path}: weights do not fit the recipe network {model.arch.to_dict()}",
+                                      faults)
 
 
 # --------------------------------------------------------------------------- units
