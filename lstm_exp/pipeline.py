@@ -55,6 +55,10 @@ def _without(tree: dict, *keys: str) -> dict:
     return {k: v for k, v in tree.items() if k not in keys}
 
 
+def _batch_name(batch: Any) -> str:
+    return f"dev batch of {len(batch.ids)} utterances starting at {batch.ids[0]}"
+
+
 def stages_needed(stage: str, backend_cfg: Any) -> list[str]:
     """The stages to run, in order, for ``stage=`` and the backend (``infer``: a job's last step)."""
     from lstm_exp.backends.registry import plugin_for
@@ -211,24 +215,28 @@ class Pipeline:
             dynamic_batch = shape.dynamic or shape.dynamic_batch_only
             path = export_onnx(self.model, tmp / "model.onnx", opset=export_cfg.opset, batch=shape.batch,
                                frames=shape.frames, dynamic=shape.dynamic, dynamic_batch=dynamic_batch)
-            diff = max_abs_diff_vs_torch(path, self.model, self._verification_batches(shape))
-            if diff > export_cfg.atol:
+            checks = self._verification_batches(shape)
+            source = self.exp.model.checkpoint or f"checkpoint {self.checkpoint}"
+            diff = max_abs_diff_vs_torch(path, self.model, [x for _, x in checks], names=[n for n, _ in checks],
+                                         source=source)
+            if not diff <= export_cfg.atol:  # NaN compares false
                 raise DataError(f"{path}: onnxruntime and torch differ by {diff:.3g} > export.atol={export_cfg.atol}")
             return {"opset": export_cfg.opset, "max_abs_diff": diff, **_plain(shape)}
 
         return self._run("export", config, [self.keys["train"]], build) / "model.onnx"
 
-    def _verification_batches(self, shape) -> list[np.ndarray]:
+    def _verification_batches(self, shape) -> list[tuple[str, np.ndarray]]:
         """Real dev batches in the shapes the export takes: two batch sizes padded to each batch's
-        longest (dynamic axes), or ``[batch, frames]`` batches of utterances that fit (static)."""
+        longest (dynamic axes), or ``[batch, frames]`` batches of utterances that fit (static);
+        each with its name (``dev batch of <n> utterances starting at <utt>``)."""
         from lstm_exp.data.batching import load_split, load_units, plan_batches
 
         # only the features matter: the prepared units parse the labels (a model may have none)
         examples = load_split(self.prepared_dir, "dev", load_units(self.prepared_dir / "units"), progress=False)
         if shape.dynamic:
             examples = examples[:12]
-            return [b.x for b in plan_batches(examples[:4], 4, "longest")] + \
-                   [b.x for b in plan_batches(examples[4:12], 8, "longest")]
+            batches = plan_batches(examples[:4], 4, "longest") + plan_batches(examples[4:12], 8, "longest")
+            return [(_batch_name(b), b.x) for b in batches]
         fitting = [ex for ex in examples if ex.feats.shape[0] <= shape.frames]
         if not fitting:
             raise DataError(f"no dev utterance fits {shape.frames} frames: raise backend.atc.frames")
@@ -236,7 +244,7 @@ class Pipeline:
         batches = []
         for size in sizes:
             group = [fitting[i % len(fitting)] for i in range(size)]
-            batches += [b.x for b in plan_batches(group, size, "fixed", pad_to=shape.frames)]
+            batches += [(_batch_name(b), b.x) for b in plan_batches(group, size, "fixed", pad_to=shape.frames)]
         return batches
 
     # -- precision (onnxruntime fp16 / int8) -------------------------------------------------
@@ -253,7 +261,7 @@ class Pipeline:
 
         def build(tmp: Path) -> dict:
             path = convert_precision(source, tmp / "model.onnx", precision)
-            diff = max_abs_diff_onnx(path, source, self._verification_batches(self.export_shape),
+            diff = max_abs_diff_onnx(path, source, [x for _, x in self._verification_batches(self.export_shape)],
                                      providers=list(backend.providers))
             if not np.isfinite(diff):
                 raise DataError(f"{path}: the {precision} model gives non-finite log-probs")

@@ -26,6 +26,12 @@ def smoke_checkpoint(workspace: Workspace) -> Path:
     raise AssertionError("the workspace has no trained smoke checkpoint")
 
 
+def smoke_prepared(workspace: Workspace) -> Path:
+    """The prepared data the smoke checkpoint was trained on."""
+    manifest = json.loads((smoke_checkpoint(workspace).parent / "_stage.json").read_text())
+    return workspace.root / "cache" / "prepare" / manifest["upstream"][0]
+
+
 def smoke_package(workspace: Workspace) -> dict:
     return torch.load(smoke_checkpoint(workspace), weights_only=True)
 
@@ -101,3 +107,29 @@ def test_units_file_that_does_not_match_the_output_layer(workspace, tmp_path):
     proc = run_pretrained(workspace, checkpoint, units)
     line = workspace.assert_user_error(proc, str(units))
     assert "output classes" in line
+
+
+# -- 2. NaN or infinite model outputs --------------------------------------------------------
+def overflowing_checkpoint(workspace: Workspace, tmp_path: Path) -> Path:
+    """Finite weights whose last layer is scaled up to 3e38 (float32's largest is 3.4e38): its
+    outputs overflow to inf, and log-softmax turns inf - inf into NaN."""
+    weight = smoke_package(workspace)["state_dict"]["fc.1.weight"]
+    huge = (weight.double() * (3e38 / weight.abs().max().item())).float()
+    assert torch.isfinite(huge).all()
+    return original_checkpoint(workspace, tmp_path / "ctc_best_model.pth", **{"fc.1.weight": huge})
+
+
+def test_non_finite_log_probs_stop_the_evaluation(workspace, tmp_path):
+    checkpoint = overflowing_checkpoint(workspace, tmp_path)
+    proc = run_pretrained(workspace, checkpoint, units_file(workspace, tmp_path))
+    first_dev_utt = (smoke_prepared(workspace) / "dev" / "feats.scp").read_text().split()[0]
+    line = workspace.assert_user_error(proc, "torch-cpu-fp32", first_dev_utt, "precision fp32")
+    assert "non-finite log-probs" in line
+
+
+def test_non_finite_log_probs_fail_the_export_check(workspace, tmp_path):
+    checkpoint = overflowing_checkpoint(workspace, tmp_path)
+    proc = workspace.run(*SMOKE, *PRETRAINED, f"model.checkpoint={checkpoint}",
+                         f"model.units_file={units_file(workspace, tmp_path)}", "backend=onnxruntime")
+    line = workspace.assert_user_error(proc, str(checkpoint), "export check's dev batch")
+    assert "non-finite log-probs" in line
