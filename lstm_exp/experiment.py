@@ -163,6 +163,7 @@ def run_experiment(config: Any, job_dir: Optional[str | Path] = None, on_backend
     from lstm_exp.evaluate import evaluate_job
 
     prepared = pipeline.prepared_dir
+    pipeline.check_batch_fits(exp.split.name, exp.infer.max_utterances)  # before any model is trained or loaded
     examples = load_split(prepared, exp.split.name, pipeline.units, progress=exp.progress)
     if exp.infer.max_utterances:
         examples = examples[: exp.infer.max_utterances]

@@ -130,6 +130,25 @@ class Pipeline:
 
         return self._run("prepare", config, [self.keys["corpus"]], build)
 
+    def check_batch_fits(self, split: str, max_utterances: Optional[int] = None) -> None:
+        """Refuse ``batch`` larger than the utterances a job evaluates (``split``, cut to
+        ``max_utterances``): every batch would be smaller, and a row labelled with ``batch``
+        would compare a smaller batch with the others.  Runs after prepare, before any model."""
+        feats_scp = self.prepared_dir / split / "feats.scp"
+        if not feats_scp.is_file():
+            return  # loading the split says what is wrong
+        total = sum(1 for line in feats_scp.read_text(encoding="utf-8").splitlines() if line.strip())
+        count = min(total, max_utterances) if max_utterances else total
+        batch = self.exp.batch
+        if batch <= count:
+            return
+        if count < total:
+            what = f"the {count} utterances evaluated (infer.max_utterances={max_utterances} of the {total} of split {split})"
+        else:
+            what = f"the {count} utterances of split {split} ({feats_scp})"
+        raise ConfigError(f"batch={batch} is larger than {what}: its only batch would hold {count}, so a "
+                          f"b{batch} result would measure b{count}; write batch={count} or less")
+
     # -- train -----------------------------------------------------------------------------
     @cached_property
     def checkpoint(self) -> Path:
@@ -297,6 +316,7 @@ class Pipeline:
         pad_to = self.exp.infer.pad_to or 390
         config = {"split": self.exp.split.name, "batch": self.exp.batch, "pad_to": pad_to}
         prepared = self.prepared_dir
+        self.check_batch_fits(self.exp.split.name)  # the stage writes the whole split
 
         def build(tmp: Path) -> dict:
             units = load_units(prepared / "units")
