@@ -230,8 +230,6 @@ def evaluate_job(exp: Any, pipeline: Any, examples: Optional[Sequence[Example]] 
     ``infer.parity``) torch fp32 on the same batches.  Returns the result and the run's tags
     (``Backend.describe()`` plus variant, batching and what the stages recorded).  ``examples``:
     the split as loaded by the caller (default: loaded here, cut to ``infer.max_utterances``)."""
-    import torch
-
     from lstm_exp.backends.registry import plugin_for
     from lstm_exp.data.batching import load_split
     from lstm_exp.decode import build_decoder
@@ -262,7 +260,7 @@ def evaluate_job(exp: Any, pipeline: Any, examples: Optional[Sequence[Example]] 
             reference.load(pipeline.checkpoint)
         result = evaluate(
             backend, decoder, examples, units, exp.batch, infer.pad_to, infer.warmup, audio_s,
-            output_lengths=lambda frames: pipeline.model.output_lengths(torch.as_tensor(frames)).numpy(),
+            output_lengths=pipeline.output_lengths,
             keep_log_probs=infer.save_log_probs, progress=exp.progress,
             recipe_leading_space=exp.decode.type == "greedy",
             batching=infer.batching, repeats=infer.repeats, min_seconds=infer.min_seconds,

@@ -207,11 +207,28 @@ class Pipeline:
 
         return load_checkpoint(self.checkpoint)
 
-    @property
+    @cached_property
     def units(self) -> list[str]:
-        from lstm_exp.model.checkpoint import require_units  # refuses a model without units
+        """The model's units; with ``export.onnx_file``, ``model.units_file``'s or the prepared data's."""
+        from lstm_exp.model.checkpoint import read_units, require_units  # refuses a model without units
 
+        if self.exp.export.onnx_file:
+            from lstm_exp.data.batching import load_units
+
+            units_file = self.exp.model.units_file
+            return read_units(units_file) if units_file else load_units(self.prepared_dir / "units")
         return require_units(self.model, self.exp.model.checkpoint)
+
+    def output_lengths(self, frames: np.ndarray) -> np.ndarray:
+        """Valid output frames of the artefact's network for inputs of ``frames`` valid frames."""
+        if self.exp.export.onnx_file:
+            from lstm_exp.model.onnx_file import halved
+
+            self.onnx_path  # noqa: B018 - the import records the halvings
+            return halved(frames, int(self.summaries["export"]["time_halvings"]))
+        import torch
+
+        return self.model.output_lengths(torch.as_tensor(frames)).numpy()
 
     # -- export ----------------------------------------------------------------------------
     @cached_property
@@ -225,6 +242,8 @@ class Pipeline:
         from lstm_exp.model.export import export_onnx, max_abs_diff_vs_torch
 
         export_cfg = self.exp.export
+        if export_cfg.onnx_file:
+            return self._import_onnx(export_cfg.onnx_file)
         shape = self.export_shape
         checkpoint = self.checkpoint  # noqa: F841 - the train key is upstream of export
         # only what shapes the written file is hashed (export.dynamic/batch/frames as the plugin resolved them)
@@ -243,6 +262,49 @@ class Pipeline:
             return {"opset": export_cfg.opset, "max_abs_diff": diff, **_plain(shape)}
 
         return self._run("export", config, [self.keys["train"]], build) / "model.onnx"
+
+    def _import_onnx(self, onnx_file: str) -> Path:
+        """An ONNX made elsewhere, checked once (``lstm_exp.model.onnx_file``) and stored like our
+        export; whether it fits this job (batching, units) is checked on every run."""
+        from lstm_exp.backends.registry import plugin_for
+        from lstm_exp.data.batching import model_input_dim
+        from lstm_exp.model.onnx_file import check_onnx_fits, inspect_onnx
+
+        path = Path(onnx_file).expanduser().resolve()
+        if not path.is_file():
+            raise ConfigError(f"export.onnx_file={onnx_file}: no such file")
+        prepared = self.prepared_dir
+        stat = path.stat()
+        config = {"onnx_file": str(path), "size": stat.st_size, "mtime": stat.st_mtime_ns}
+
+        def build(tmp: Path) -> dict:
+            facts = inspect_onnx(path, model_input_dim(prepared))
+            shutil.copyfile(path, tmp / "model.onnx")
+            return facts
+
+        out = self._run("export", config, [self.keys["prepare"]], build)
+        exp = self.exp
+        static = plugin_for(exp.backend.name).static_frames(exp.backend) is not None
+        units_source = f"model.units_file={exp.model.units_file}" if exp.model.units_file else \
+            f"the prepared units {prepared / 'units'}"
+        check_onnx_fits(self.summaries["export"], backend=exp.backend.name, batch=exp.batch,
+                        batching=exp.infer.batching, pad_to=exp.infer.pad_to,
+                        om_frames=self.export_shape.frames if static else None,
+                        om_gears=static and self.export_shape.dynamic_batch_only,
+                        units=self.units, units_source=units_source)
+        return out / "model.onnx"
+
+    def _checked_shape(self):
+        """The shape of the ONNX the backend runs: our export's, or the imported file's axes."""
+        from lstm_exp.backends.plugin import ExportShape
+
+        if not self.exp.export.onnx_file:
+            return self.export_shape
+        self.onnx_path  # noqa: B018 - the import records the axes
+        facts = self.summaries["export"]
+        batch, frames = facts["batch"], facts["frames"]
+        return ExportShape(dynamic=batch is None and frames is None, batch=batch or self.exp.batch,
+                           frames=frames or 390, dynamic_batch_only=batch is None and frames is not None)
 
     def _verification_batches(self, shape) -> list[tuple[str, np.ndarray]]:
         """Real dev batches in the shapes the export takes: two batch sizes padded to each batch's
@@ -280,7 +342,7 @@ class Pipeline:
 
         def build(tmp: Path) -> dict:
             path = convert_precision(source, tmp / "model.onnx", precision)
-            diff = max_abs_diff_onnx(path, source, [x for _, x in self._verification_batches(self.export_shape)],
+            diff = max_abs_diff_onnx(path, source, [x for _, x in self._verification_batches(self._checked_shape())],
                                      providers=list(backend.providers))
             if not np.isfinite(diff):
                 raise DataError(f"{path}: the {precision} model gives non-finite log-probs")
@@ -342,6 +404,8 @@ class Pipeline:
     def run_until(self, stage: str) -> None:
         """Run (or find cached) every stage up to and including ``stage`` (not infer)."""
         for name in stages_needed(stage, self.exp.backend):
+            if name == "train" and self.exp.export.onnx_file:
+                continue  # the ONNX made elsewhere replaces the model
             if name != "infer":
                 self._stage_output(name)
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -133,3 +134,79 @@ def test_non_finite_log_probs_fail_the_export_check(workspace, tmp_path):
                          f"model.units_file={units_file(workspace, tmp_path)}", "backend=onnxruntime")
     line = workspace.assert_user_error(proc, str(checkpoint), "export check's dev batch")
     assert "non-finite log-probs" in line
+
+
+# -- 3. an ONNX made elsewhere (export.onnx_file) ------------------------------------------------
+def tiny_onnx(path: Path, features: int, classes: int) -> Path:
+    """A conv + log-softmax ONNX in the recipe's names and layout, dynamic axes:
+    [B, T, features] -> [T/2, B, classes]."""
+
+    class Tiny(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = torch.nn.Conv1d(features, classes, kernel_size=3, stride=2, padding=1)
+
+        def forward(self, x):
+            return torch.log_softmax(self.conv(x.transpose(1, 2)).permute(2, 0, 1), dim=-1)
+
+    torch.onnx.export(Tiny().eval(), (torch.zeros(2, 390, features),), str(path), dynamo=False, opset_version=11,
+                      input_names=["actual_input_1"], output_names=["output1"],
+                      dynamic_axes={"actual_input_1": {0: "batch", 1: "frames"}, "output1": {0: "frames", 1: "batch"}})
+    return path
+
+
+def test_onnx_file_whose_input_does_not_match_the_features(workspace, tmp_path):
+    onnx_file = tiny_onnx(tmp_path / "lstm.onnx", features=80, classes=len(smoke_package(workspace)["units"]))
+    proc = workspace.run(*SMOKE, "backend=onnxruntime", f"export.onnx_file={onnx_file}")
+    line = workspace.assert_user_error(proc, f"export.onnx_file={onnx_file}", "takes 80 features", "have 243")
+
+
+def test_onnx_file_whose_classes_do_not_match_the_units(workspace, tmp_path):
+    onnx_file = tiny_onnx(tmp_path / "lstm.onnx", features=243, classes=7)
+    proc = workspace.run(*SMOKE, "backend=onnxruntime", f"export.onnx_file={onnx_file}")
+    units = len(smoke_package(workspace)["units"])
+    workspace.assert_user_error(proc, f"export.onnx_file={onnx_file}", "7 output classes", f"{units} units")
+
+
+def test_onnx_file_that_is_not_onnx(workspace, tmp_path):
+    onnx_file = tmp_path / "lstm.onnx"
+    onnx_file.write_bytes(smoke_checkpoint(workspace).read_bytes()[:4096])  # a torch zip, not a protobuf
+    proc = workspace.run(*SMOKE, "backend=onnxruntime", f"export.onnx_file={onnx_file}")
+    line = workspace.assert_user_error(proc, f"export.onnx_file={onnx_file}")
+    assert "not an ONNX model" in line
+
+
+def test_onnx_file_with_a_static_input_says_which_batching_to_write(workspace, tmp_path):
+    from lstm_exp.model import load_checkpoint
+    from lstm_exp.model.export import export_onnx
+
+    onnx_file = export_onnx(load_checkpoint(smoke_checkpoint(workspace)), tmp_path / "lstm.onnx", batch=4,
+                            frames=390, dynamic=False)
+    proc = workspace.run(*SMOKE, "backend=onnxruntime", f"export.onnx_file={onnx_file}", "batch=4")
+    workspace.assert_user_error(proc, f"export.onnx_file={onnx_file}", "infer.batching=fixed infer.pad_to=390")
+
+
+def per_of(workspace: Workspace, run_id: str) -> float:
+    with sqlite3.connect(workspace.root / "mlflow.db") as connection:
+        return connection.execute("SELECT value FROM latest_metrics WHERE run_uuid = ? AND key = 'per'",
+                                  (run_id,)).fetchone()[0]
+
+
+def smoke_run(workspace: Workspace) -> str:
+    """The MLflow run of the workspace's smoke experiment (the first one)."""
+    with sqlite3.connect(workspace.root / "mlflow.db") as connection:
+        return connection.execute("SELECT run_uuid FROM runs ORDER BY start_time LIMIT 1").fetchone()[0]
+
+
+def test_onnx_file_exported_from_the_smoke_checkpoint_gives_the_same_per(workspace, tmp_path):
+    from lstm_exp.model import load_checkpoint
+    from lstm_exp.model.export import export_onnx
+
+    onnx_file = export_onnx(load_checkpoint(smoke_checkpoint(workspace)), tmp_path / "lstm.onnx", dynamic=True)
+    proc = workspace.run(*SMOKE, f"export.onnx_file={onnx_file}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    new = [run for run in workspace.runs() if run not in workspace.runs_before]
+    assert [workspace.runs()[run] for run in new] == ["FINISHED"]
+    assert per_of(workspace, new[0]) == pytest.approx(per_of(workspace, smoke_run(workspace)), abs=1e-12)
+    # nothing was trained for it: the only train entries are the smoke run's and imported checkpoints
+    assert "train: built" not in proc.stderr and "train: cached" not in proc.stderr
