@@ -24,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import pickle
 import re
+import zipfile
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
 
@@ -83,10 +84,27 @@ def _first_line(exc: BaseException) -> str:
     return lines[0] if lines else ""
 
 
+def _check_container(path: Path) -> None:
+    """What torch.save writes: a zip archive (torch >= 1.6) or a pickle (older torch); say which
+    is broken rather than torch's internal message."""
+    with open(path, "rb") as handle:
+        head = handle.read(4)
+    if not head:
+        raise CheckpointError(f"{path}: not a torch checkpoint (an empty file)")
+    if head.startswith(b"PK\x03\x04"):
+        if not zipfile.is_zipfile(path):
+            raise CheckpointError(f"{path}: not a readable torch checkpoint (a truncated or damaged zip archive, "
+                                  f"{path.stat().st_size} bytes): copy or save it again")
+    elif not head.startswith(b"\x80"):
+        raise CheckpointError(f"{path}: not a torch checkpoint (it starts with {head!r}, neither the zip archive "
+                              "torch.save writes nor an older torch pickle)")
+
+
 def _read_file(path: Path, trust: bool) -> Any:
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint file not found; set model.checkpoint to an "
                               "existing .pth/.pt file")
+    _check_container(path)
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:

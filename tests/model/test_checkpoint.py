@@ -173,8 +173,22 @@ def test_units_must_match_the_classes(tmp_path, tiny_gpu_model):
 def test_unreadable_files_are_refused(tmp_path):
     garbage = tmp_path / "garbage.pth"
     garbage.write_bytes(b"not a checkpoint at all")
-    with pytest.raises(CheckpointError, match="not a readable torch checkpoint"):
+    with pytest.raises(CheckpointError, match="not a torch checkpoint"):
         load_checkpoint(garbage)
+    whole = tmp_path / "whole.pth"
+    torch.save({"state_dict": {"w": torch.zeros(3)}}, whole)
+    truncated = tmp_path / "truncated.pth"
+    truncated.write_bytes(whole.read_bytes()[:100])
+    with pytest.raises(CheckpointError, match="truncated or damaged zip archive"):
+        load_checkpoint(truncated)
+    empty = tmp_path / "empty.pth"
+    empty.write_bytes(b"")
+    with pytest.raises(CheckpointError, match="an empty file"):
+        load_checkpoint(empty)
+    legacy = tmp_path / "legacy.pth"  # torch < 1.6's pickle format still loads
+    torch.save({"state_dict": {"encoder.weight": torch.zeros(2, 2)}}, legacy, _use_new_zipfile_serialization=False)
+    with pytest.raises(CheckpointError, match="not the recipe's CTC network"):
+        load_checkpoint(legacy)
     with pytest.raises(CheckpointError, match="not found"):
         load_checkpoint(tmp_path / "absent.pth")
     other = tmp_path / "other.pth"
