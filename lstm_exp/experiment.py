@@ -81,7 +81,9 @@ def identity_of(exp: Any) -> dict:
     batching = exp.infer.batching  # resolved at validation (fixed for acl, at its OM's frames)
     return {
         "variant": variant, "backend": exp.backend.name, "batch": exp.batch, "split": exp.split.name,
-        "decode": exp.decode.type, "model": exp.model.name, "data": exp.data.kind,
+        "decode": exp.decode.type, "data": exp.data.kind,
+        # an ONNX made elsewhere replaces the configured model
+        "model": f"onnx_file:{Path(exp.export.onnx_file).name}" if exp.export.onnx_file else exp.model.name,
         "batching": f"fixed{exp.infer.pad_to}" if batching == "fixed" else batching,
         "precision": variant.rsplit("-", 1)[-1],
         "stage": exp.stage,

@@ -287,7 +287,7 @@ class Pipeline:
         static = plugin_for(exp.backend.name).static_frames(exp.backend) is not None
         units_source = f"model.units_file={exp.model.units_file}" if exp.model.units_file else \
             f"the prepared units {prepared / 'units'}"
-        check_onnx_fits(self.summaries["export"], backend=exp.backend.name, batch=exp.batch,
+        check_onnx_fits(self.summaries["export"], batch=exp.batch,
                         batching=exp.infer.batching, pad_to=exp.infer.pad_to,
                         om_frames=self.export_shape.frames if static else None,
                         om_gears=static and self.export_shape.dynamic_batch_only,

@@ -17,7 +17,7 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from lstm_exp.errors import ConfigError, DataError
+from lstm_exp.errors import ConfigError, DataError, MissingDependencyError
 
 INPUT_NAME = "actual_input_1"
 OUTPUT_NAME = "output1"
@@ -81,11 +81,11 @@ def inspect_onnx(path: Path, feature_dim: int, where: str = "export.onnx_file") 
     probe = np.zeros((batch or 1, frames or PROBE_FRAMES, feature_dim), dtype=np.float32)
     try:
         import onnxruntime as ort
-
+    except ImportError:
+        raise MissingDependencyError(f"{name}: checking it needs onnxruntime: pip install -e '.[cpu]'") from None
+    try:
         session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         (out,) = session.run([OUTPUT_NAME], {INPUT_NAME: probe})
-    except ImportError:
-        raise
     except Exception as exc:  # onnxruntime's own exception types
         raise DataError(f"{name}: onnxruntime cannot run it on a {list(probe.shape)} input "
                         f"({_first_line(exc)})") from None
@@ -100,7 +100,7 @@ def inspect_onnx(path: Path, feature_dim: int, where: str = "export.onnx_file") 
             "classes": int(out.shape[2]), "time_halvings": halvings[0]}
 
 
-def check_onnx_fits(facts: dict, *, backend: str, batch: int, batching: Optional[str], pad_to: Optional[int],
+def check_onnx_fits(facts: dict, *, batch: int, batching: Optional[str], pad_to: Optional[int],
                     om_frames: Optional[int] = None, om_gears: bool = False,
                     units: Sequence[str] = (), units_source: str = "") -> None:
     """The job against an imported ONNX's ``facts``: static axes need the batching they were made

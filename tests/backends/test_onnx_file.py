@@ -52,16 +52,16 @@ def test_inspect_reads_the_static_axes_classes_and_time_halvings(tmp_path):
 def test_static_axes_say_what_to_write():
     facts = {"source": "/m/lstm.onnx", "batch": 16, "frames": 390, "classes": 3}
     units = ["blank", "UNK", "a"]
-    check_onnx_fits(facts, backend="onnxruntime", batch=16, batching="fixed", pad_to=390, units=units)
+    check_onnx_fits(facts, batch=16, batching="fixed", pad_to=390, units=units)
     with pytest.raises(ConfigError, match="write batch=16"):
-        check_onnx_fits(facts, backend="onnxruntime", batch=8, batching="fixed", pad_to=390, units=units)
+        check_onnx_fits(facts, batch=8, batching="fixed", pad_to=390, units=units)
     with pytest.raises(ConfigError, match="write backend.atc.frames=390"):
-        check_onnx_fits(facts, backend="acl", batch=16, batching="fixed", pad_to=300, om_frames=300, units=units)
+        check_onnx_fits(facts, batch=16, batching="fixed", pad_to=300, om_frames=300, units=units)
     with pytest.raises(ConfigError, match="write backend.atc.dynamic_batch=false batch=16"):
-        check_onnx_fits(facts, backend="acl", batch=16, batching="fixed", pad_to=390, om_frames=390, om_gears=True,
+        check_onnx_fits(facts, batch=16, batching="fixed", pad_to=390, om_frames=390, om_gears=True,
                         units=units)
     with pytest.raises(DataError, match="3 output classes, but units.txt lists 2 units"):
-        check_onnx_fits(facts, backend="onnxruntime", batch=16, batching="fixed", pad_to=390, units=units[:2],
+        check_onnx_fits(facts, batch=16, batching="fixed", pad_to=390, units=units[:2],
                         units_source="units.txt")
 
 

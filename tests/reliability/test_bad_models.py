@@ -160,7 +160,7 @@ def tiny_onnx(path: Path, features: int, classes: int) -> Path:
 def test_onnx_file_whose_input_does_not_match_the_features(workspace, tmp_path):
     onnx_file = tiny_onnx(tmp_path / "lstm.onnx", features=80, classes=len(smoke_package(workspace)["units"]))
     proc = workspace.run(*SMOKE, "backend=onnxruntime", f"export.onnx_file={onnx_file}")
-    line = workspace.assert_user_error(proc, f"export.onnx_file={onnx_file}", "takes 80 features", "have 243")
+    workspace.assert_user_error(proc, f"export.onnx_file={onnx_file}", "takes 80 features", "have 243")
 
 
 def test_onnx_file_whose_classes_do_not_match_the_units(workspace, tmp_path):

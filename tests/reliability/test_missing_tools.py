@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import sys
-from pathlib import Path
 
 from catalogue import CHECKOUT, SMOKE
 
@@ -16,15 +14,6 @@ DEV_UTTERANCES = 12
 def acl_simulator_env() -> dict:
     """PYTHONPATH with the ACL simulator (tests/acl_sim: pyacl's `acl` module), as on an Ascend host."""
     return {"PYTHONPATH": os.pathsep.join([str(ACL_SIM), str(CHECKOUT)])}
-
-
-def fake_atc(tmp_path: Path) -> Path:
-    sys.path.insert(0, str(ACL_SIM))
-    try:
-        from helpers import install_fake_atc
-    finally:
-        sys.path.remove(str(ACL_SIM))
-    return install_fake_atc(tmp_path / "bin")
 
 
 # -- 5. a batch larger than the split ----------------------------------------------------------
@@ -53,7 +42,10 @@ def test_missing_pyacl(workspace):
 
 
 def test_missing_atc(workspace):
-    proc = workspace.run(*SMOKE, "backend=acl", "backend.atc.atc_path=/nonexistent/atc", env=acl_simulator_env())
+    # an OM that other cases converted would be reused without atc (atc_path is not in the convert key):
+    # backend.atc.log=error asks for an OM nobody built
+    proc = workspace.run(*SMOKE, "backend=acl", "backend.atc.atc_path=/nonexistent/atc", "backend.atc.log=error",
+                         env=acl_simulator_env())
     line = workspace.assert_user_error(proc, "/nonexistent/atc")
     assert "CANN" in line
 
