@@ -127,7 +127,7 @@ class ExperimentConfig:
         if self.stage != "all" and self.stage not in backend_stages:
             raise ConfigError(f"stage={self.stage} is not a stage of backend={plugin.name} ({self.backend.variant()}): "
                               f"write one of {', '.join(backend_stages)}")
-        plugin.export_shape(self.backend, self)  # refuses an export this backend cannot run
+        plugin.validate(self.backend, self)  # refuses an export / artefact source this backend cannot run
         static = plugin.static_frames(self.backend)
         infer = self.infer
         if static is not None:

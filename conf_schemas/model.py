@@ -39,7 +39,8 @@ class ModelConfig:
     dropout: float = 0.2
     #: an original or external checkpoint (.pth); when set, training is skipped
     checkpoint: Optional[str] = None
-    #: unit list for a checkpoint that carries none (the recipe's data/units, or ours)
+    #: unit list for a checkpoint (or export.onnx_file) that carries none (the recipe's data/units,
+    #: or ours); checked with the backend (lstm_exp.backends.plugin.BackendPlugin.validate)
     units_file: Optional[str] = None
     #: allow full unpickling (can run code) for checkpoints that weights_only loading refuses
     trust_checkpoint: bool = False
@@ -64,9 +65,6 @@ class ModelConfig:
             faults.append(f"model.layout: {self.layout!r} is not a layout; write gpu or npu")
         if not 0.0 <= self.dropout < 1.0:
             faults.append(f"model.dropout: {self.dropout!r} must be in [0, 1) (recipe: 0.2)")
-        if self.units_file is not None and self.checkpoint is None:
-            faults.append("model.units_file: only used with model.checkpoint (a trained model "
-                          "takes its units from the prepared data); set it to null")
         _raise_all("model", faults)
 
 
@@ -160,6 +158,10 @@ class ExportConfig:
     dynamic: bool = True
     #: largest |onnxruntime - torch| accepted on the check batches
     atol: float = 1e-4
+    #: an ONNX made elsewhere (e.g. the guide's lstm.onnx) used instead of exporting the model:
+    #: backend=onnxruntime or acl (ATC converts it); no training, units from model.units_file or
+    #: the prepared data; checked on import (lstm_exp.model.onnx_file)
+    onnx_file: Optional[str] = None
 
     def __post_init__(self) -> None:
         faults = []
@@ -172,4 +174,6 @@ class ExportConfig:
                           "(recipe: 390)")
         if not self.atol > 0:
             faults.append(f"export.atol: {self.atol!r} must be > 0, e.g. 1e-4")
+        if self.onnx_file is not None and not str(self.onnx_file).strip():
+            faults.append("export.onnx_file: empty; write a path to an .onnx file or null")
         _raise_all("export", faults)

@@ -60,6 +60,26 @@ def _checked(backend: Backend, batch: Batch, log_probs: np.ndarray, classes: int
         )
 
 
+def non_finite(values: np.ndarray) -> str:
+    """What is wrong with ``values`` (e.g. ``12 NaN, 3 inf of 8200 values``), or "" when all are finite."""
+    finite = np.isfinite(values)
+    if finite.all():
+        return ""
+    nan = int(np.isnan(values).sum())
+    return f"{nan} NaN, {int((~finite).sum()) - nan} inf of {values.size} values"
+
+
+def _check_finite(variant: str, batch: Batch, log_probs: np.ndarray) -> None:
+    """Refuse NaN / inf log-probs: decoding them gives a silently wrong hypothesis."""
+    found = non_finite(log_probs)
+    if found:
+        precision = variant.rsplit("-", 1)[-1]
+        raise DataError(
+            f"backend {variant} returned non-finite log-probs ({found}) for the batch of {len(batch.ids)} utterances "
+            f"starting at {batch.ids[0]}, precision {precision}: the model's outputs overflow (check the checkpoint's "
+            "weights, or run a wider precision)")
+
+
 def _score(examples: Sequence[Example], refs: dict, hyps: dict, batch_size: int, recipe_leading_space: bool):
     report = score_utterances(refs, hyps)
     order = [ex.utt_id for ex in examples]  # the split's (the recipe's file) order
@@ -87,6 +107,7 @@ def evaluate(
     min_seconds: float = 0.0,
     artifact: Optional[Path] = None,
     reference: Optional[Backend] = None,
+    variant: Optional[str] = None,
 ) -> EvaluationResult:
     """Run every example through ``backend`` and ``decoder``; return metrics and rows.
 
@@ -95,7 +116,9 @@ def evaluate(
     ``batching``: an ``infer.batching`` mode (None: fixed when ``pad_to`` is given, else longest).
     ``artifact``: load it here, so that the cold start (load + first batch) is measured; None
     when ``backend`` is loaded already.  ``reference``: a loaded backend (torch fp32) run on the
-    same batches in the first pass for ``parity_*``.
+    same batches in the first pass for ``parity_*``.  ``variant``: the backend's variant (e.g.
+    torch-cpu-fp32), named when the first pass finds non-finite log-probs (later passes are not
+    checked, so the timed re-runs pay nothing for it).
 
     ``recipe_leading_space``: the recipe's greedy decoder prefixes every hypothesis with a space
     (its beam decoder does not); ``cer_recipe`` reproduces that artefact when true."""
@@ -103,6 +126,7 @@ def evaluate(
         raise DataError("no utterances to evaluate")
     if repeats < 1:
         raise ValueError(f"repeats={repeats} must be >= 1")
+    variant = variant or backend.name
     batching = batching or ("fixed" if pad_to else "longest")
     batches = plan_batches(examples, batch_size, batching, pad_to=pad_to)
     metrics: dict[str, float] = {}
@@ -139,6 +163,7 @@ def evaluate(
                 continue
             log_probs = out.log_probs
             _checked(backend, batch, log_probs, len(units))
+            _check_finite(variant, batch, log_probs)
             lengths = np.minimum(output_lengths(batch.lengths), log_probs.shape[0])
             t1 = time.perf_counter()
             decoded = decoder.decode(log_probs, lengths)
@@ -150,6 +175,7 @@ def evaluate(
             if reference is not None:
                 ref_lp = reference.run(batch.x).log_probs
                 _checked(reference, batch, ref_lp, len(units))
+                _check_finite("parity reference torch-fp32", batch, ref_lp)
                 for i in range(len(batch.ids)):
                     n = int(lengths[i])
                     parity_diff = max(parity_diff, float(np.max(np.abs(log_probs[:n, i] - ref_lp[:n, i]))))
@@ -204,8 +230,6 @@ def evaluate_job(exp: Any, pipeline: Any, examples: Optional[Sequence[Example]] 
     ``infer.parity``) torch fp32 on the same batches.  Returns the result and the run's tags
     (``Backend.describe()`` plus variant, batching and what the stages recorded).  ``examples``:
     the split as loaded by the caller (default: loaded here, cut to ``infer.max_utterances``)."""
-    import torch
-
     from lstm_exp.backends.registry import plugin_for
     from lstm_exp.data.batching import load_split
     from lstm_exp.decode import build_decoder
@@ -236,11 +260,11 @@ def evaluate_job(exp: Any, pipeline: Any, examples: Optional[Sequence[Example]] 
             reference.load(pipeline.checkpoint)
         result = evaluate(
             backend, decoder, examples, units, exp.batch, infer.pad_to, infer.warmup, audio_s,
-            output_lengths=lambda frames: pipeline.model.output_lengths(torch.as_tensor(frames)).numpy(),
+            output_lengths=pipeline.output_lengths,
             keep_log_probs=infer.save_log_probs, progress=exp.progress,
             recipe_leading_space=exp.decode.type == "greedy",
             batching=infer.batching, repeats=infer.repeats, min_seconds=infer.min_seconds,
-            artifact=artifact, reference=reference,
+            artifact=artifact, reference=reference, variant=exp.backend.variant(),
         )
         tags = {**backend.describe(), "variant": exp.backend.variant(), "batching": str(infer.batching),
                 "pad_to": str(infer.pad_to), "artifact": str(artifact)}

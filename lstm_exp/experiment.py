@@ -81,7 +81,9 @@ def identity_of(exp: Any) -> dict:
     batching = exp.infer.batching  # resolved at validation (fixed for acl, at its OM's frames)
     return {
         "variant": variant, "backend": exp.backend.name, "batch": exp.batch, "split": exp.split.name,
-        "decode": exp.decode.type, "model": exp.model.name, "data": exp.data.kind,
+        "decode": exp.decode.type, "data": exp.data.kind,
+        # an ONNX made elsewhere replaces the configured model
+        "model": f"onnx_file:{Path(exp.export.onnx_file).name}" if exp.export.onnx_file else exp.model.name,
         "batching": f"fixed{exp.infer.pad_to}" if batching == "fixed" else batching,
         "precision": variant.rsplit("-", 1)[-1],
         "stage": exp.stage,
@@ -163,6 +165,7 @@ def run_experiment(config: Any, job_dir: Optional[str | Path] = None, on_backend
     from lstm_exp.evaluate import evaluate_job
 
     prepared = pipeline.prepared_dir
+    pipeline.check_batch_fits(exp.split.name, exp.infer.max_utterances)  # before any model is trained or loaded
     examples = load_split(prepared, exp.split.name, pipeline.units, progress=exp.progress)
     if exp.infer.max_utterances:
         examples = examples[: exp.infer.max_utterances]

@@ -55,6 +55,10 @@ def _without(tree: dict, *keys: str) -> dict:
     return {k: v for k, v in tree.items() if k not in keys}
 
 
+def _batch_name(batch: Any) -> str:
+    return f"dev batch of {len(batch.ids)} utterances starting at {batch.ids[0]}"
+
+
 def stages_needed(stage: str, backend_cfg: Any) -> list[str]:
     """The stages to run, in order, for ``stage=`` and the backend (``infer``: a job's last step)."""
     from lstm_exp.backends.registry import plugin_for
@@ -126,6 +130,25 @@ class Pipeline:
 
         return self._run("prepare", config, [self.keys["corpus"]], build)
 
+    def check_batch_fits(self, split: str, max_utterances: Optional[int] = None) -> None:
+        """Refuse ``batch`` larger than the utterances a job evaluates (``split``, cut to
+        ``max_utterances``): every batch would be smaller, and a row labelled with ``batch``
+        would compare a smaller batch with the others.  Runs after prepare, before any model."""
+        feats_scp = self.prepared_dir / split / "feats.scp"
+        if not feats_scp.is_file():
+            return  # loading the split says what is wrong
+        total = sum(1 for line in feats_scp.read_text(encoding="utf-8").splitlines() if line.strip())
+        count = min(total, max_utterances) if max_utterances else total
+        batch = self.exp.batch
+        if batch <= count:
+            return
+        if count < total:
+            what = f"the {count} utterances evaluated (infer.max_utterances={max_utterances} of the {total} of split {split})"
+        else:
+            what = f"the {count} utterances of split {split} ({feats_scp})"
+        raise ConfigError(f"batch={batch} is larger than {what}: its only batch would hold {count}, so a "
+                          f"b{batch} result would measure b{count}; write batch={count} or less")
+
     # -- train -----------------------------------------------------------------------------
     @cached_property
     def checkpoint(self) -> Path:
@@ -190,11 +213,28 @@ class Pipeline:
 
         return load_checkpoint(self.checkpoint)
 
-    @property
+    @cached_property
     def units(self) -> list[str]:
-        from lstm_exp.model.checkpoint import require_units  # refuses a model without units
+        """The model's units; with ``export.onnx_file``, ``model.units_file``'s or the prepared data's."""
+        from lstm_exp.model.checkpoint import read_units, require_units  # refuses a model without units
 
+        if self.exp.export.onnx_file:
+            from lstm_exp.data.batching import load_units
+
+            units_file = self.exp.model.units_file
+            return read_units(units_file) if units_file else load_units(self.prepared_dir / "units")
         return require_units(self.model, self.exp.model.checkpoint)
+
+    def output_lengths(self, frames: np.ndarray) -> np.ndarray:
+        """Valid output frames of the artefact's network for inputs of ``frames`` valid frames."""
+        if self.exp.export.onnx_file:
+            from lstm_exp.model.onnx_file import halved
+
+            self.onnx_path  # noqa: B018 - the import records the halvings
+            return halved(frames, int(self.summaries["export"]["time_halvings"]))
+        import torch
+
+        return self.model.output_lengths(torch.as_tensor(frames)).numpy()
 
     # -- export ----------------------------------------------------------------------------
     @cached_property
@@ -208,6 +248,8 @@ class Pipeline:
         from lstm_exp.model.export import export_onnx, max_abs_diff_vs_torch
 
         export_cfg = self.exp.export
+        if export_cfg.onnx_file:
+            return self._import_onnx(export_cfg.onnx_file)
         shape = self.export_shape
         checkpoint = self.checkpoint  # noqa: F841 - the train key is upstream of export
         # only what shapes the written file is hashed (export.dynamic/batch/frames as the plugin resolved them)
@@ -217,23 +259,71 @@ class Pipeline:
             dynamic_batch = shape.dynamic or shape.dynamic_batch_only
             path = export_onnx(self.model, tmp / "model.onnx", opset=export_cfg.opset, batch=shape.batch,
                                frames=shape.frames, dynamic=shape.dynamic, dynamic_batch=dynamic_batch)
-            diff = max_abs_diff_vs_torch(path, self.model, self._verification_batches(shape))
-            if diff > export_cfg.atol:
+            checks = self._verification_batches(shape)
+            source = self.exp.model.checkpoint or f"checkpoint {self.checkpoint}"
+            diff = max_abs_diff_vs_torch(path, self.model, [x for _, x in checks], names=[n for n, _ in checks],
+                                         source=source)
+            if not diff <= export_cfg.atol:  # NaN compares false
                 raise DataError(f"{path}: onnxruntime and torch differ by {diff:.3g} > export.atol={export_cfg.atol}")
             return {"opset": export_cfg.opset, "max_abs_diff": diff, **_plain(shape)}
 
         return self._run("export", config, [self.keys["train"]], build) / "model.onnx"
 
-    def _verification_batches(self, shape) -> list[np.ndarray]:
+    def _import_onnx(self, onnx_file: str) -> Path:
+        """An ONNX made elsewhere, checked once (``lstm_exp.model.onnx_file``) and stored like our
+        export; whether it fits this job (batching, units) is checked on every run."""
+        from lstm_exp.backends.registry import plugin_for
+        from lstm_exp.data.batching import model_input_dim
+        from lstm_exp.model.onnx_file import check_onnx_fits, inspect_onnx
+
+        path = Path(onnx_file).expanduser().resolve()
+        if not path.is_file():
+            raise ConfigError(f"export.onnx_file={onnx_file}: no such file")
+        prepared = self.prepared_dir
+        stat = path.stat()
+        config = {"onnx_file": str(path), "size": stat.st_size, "mtime": stat.st_mtime_ns}
+
+        def build(tmp: Path) -> dict:
+            facts = inspect_onnx(path, model_input_dim(prepared))
+            shutil.copyfile(path, tmp / "model.onnx")
+            return facts
+
+        out = self._run("export", config, [self.keys["prepare"]], build)
+        exp = self.exp
+        static = plugin_for(exp.backend.name).static_frames(exp.backend) is not None
+        units_source = f"model.units_file={exp.model.units_file}" if exp.model.units_file else \
+            f"the prepared units {prepared / 'units'}"
+        check_onnx_fits(self.summaries["export"], batch=exp.batch,
+                        batching=exp.infer.batching, pad_to=exp.infer.pad_to,
+                        om_frames=self.export_shape.frames if static else None,
+                        om_gears=static and self.export_shape.dynamic_batch_only,
+                        units=self.units, units_source=units_source)
+        return out / "model.onnx"
+
+    def _checked_shape(self):
+        """The shape of the ONNX the backend runs: our export's, or the imported file's axes."""
+        from lstm_exp.backends.plugin import ExportShape
+
+        if not self.exp.export.onnx_file:
+            return self.export_shape
+        self.onnx_path  # noqa: B018 - the import records the axes
+        facts = self.summaries["export"]
+        batch, frames = facts["batch"], facts["frames"]
+        return ExportShape(dynamic=batch is None and frames is None, batch=batch or self.exp.batch,
+                           frames=frames or 390, dynamic_batch_only=batch is None and frames is not None)
+
+    def _verification_batches(self, shape) -> list[tuple[str, np.ndarray]]:
         """Real dev batches in the shapes the export takes: two batch sizes padded to each batch's
-        longest (dynamic axes), or ``[batch, frames]`` batches of utterances that fit (static)."""
+        longest (dynamic axes), or ``[batch, frames]`` batches of utterances that fit (static);
+        each with its name (``dev batch of <n> utterances starting at <utt>``)."""
         from lstm_exp.data.batching import load_split, load_units, plan_batches
 
         # only the features matter: the prepared units parse the labels (a model may have none)
         examples = load_split(self.prepared_dir, "dev", load_units(self.prepared_dir / "units"), progress=False)
         if shape.dynamic:  # a batch of 4 and one of 8 (fewer where the dev split is smaller)
             groups = [(examples[:4], 4), (examples[4:12], 8)]
-            return [b.x for group, size in groups if group for b in plan_batches(group, size, "longest")]
+            batches = [b for group, size in groups if group for b in plan_batches(group, size, "longest")]
+            return [(_batch_name(b), b.x) for b in batches]
         fitting = [ex for ex in examples if ex.feats.shape[0] <= shape.frames]
         if not fitting:
             raise DataError(f"no dev utterance fits {shape.frames} frames: raise backend.atc.frames")
@@ -241,7 +331,7 @@ class Pipeline:
         batches = []
         for size in sizes:
             group = [fitting[i % len(fitting)] for i in range(size)]
-            batches += [b.x for b in plan_batches(group, size, "fixed", pad_to=shape.frames)]
+            batches += [(_batch_name(b), b.x) for b in plan_batches(group, size, "fixed", pad_to=shape.frames)]
         return batches
 
     # -- precision (onnxruntime fp16 / int8) -------------------------------------------------
@@ -258,7 +348,7 @@ class Pipeline:
 
         def build(tmp: Path) -> dict:
             path = convert_precision(source, tmp / "model.onnx", precision)
-            diff = max_abs_diff_onnx(path, source, self._verification_batches(self.export_shape),
+            diff = max_abs_diff_onnx(path, source, [x for _, x in self._verification_batches(self._checked_shape())],
                                      providers=list(backend.providers))
             if not np.isfinite(diff):
                 raise DataError(f"{path}: the {precision} model gives non-finite log-probs")
@@ -294,6 +384,7 @@ class Pipeline:
         pad_to = self.exp.infer.pad_to or 390
         config = {"split": self.exp.split.name, "batch": self.exp.batch, "pad_to": pad_to}
         prepared = self.prepared_dir
+        self.check_batch_fits(self.exp.split.name)  # the stage writes the whole split
 
         def build(tmp: Path) -> dict:
             units = load_units(prepared / "units")
@@ -319,6 +410,8 @@ class Pipeline:
     def run_until(self, stage: str) -> None:
         """Run (or find cached) every stage up to and including ``stage`` (not infer)."""
         for name in stages_needed(stage, self.exp.backend):
+            if name == "train" and self.exp.export.onnx_file:
+                continue  # the ONNX made elsewhere replaces the model
             if name != "infer":
                 self._stage_output(name)
 

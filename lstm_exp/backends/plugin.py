@@ -10,6 +10,8 @@ A :class:`BackendPlugin` (one per folder under ``lstm_exp/backends/``, listed in
 * ``user_stages``: further stages a user may ask for by name (acl: preprocess);
 * :meth:`export_shape`: the ONNX the export stage writes for it (dynamic axes, or acl's static
   ``[batch, frames, 243]``), checked against torch there;
+* :meth:`validate`: checks across groups at validation (the artefact sources it takes:
+  ``export.onnx_file`` only where ``takes_onnx_file``), then :meth:`export_shape`;
 * :meth:`static_frames`: the frame count a static artefact needs (acl), else ``None``;
 * :meth:`preflight`: cheap checks that fail before any stage (a missing runtime or provider);
 * :meth:`create`: the :class:`~lstm_exp.backends.base.Backend` (imports the runtime lazily).
@@ -21,6 +23,8 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass
 from typing import Any, ClassVar, Optional
+
+from lstm_exp.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -42,10 +46,30 @@ class BackendPlugin:
     #: "module.path.ClassName" of the Backend implementation
     backend_class: ClassVar[str] = ""
     user_stages: ClassVar[tuple[str, ...]] = ()
+    #: runs an ONNX, so that ``export.onnx_file`` (an ONNX made elsewhere) can replace the export
+    takes_onnx_file: ClassVar[bool] = False
 
     def stages(self, cfg: Any) -> list[str]:
         """Cached stages after ``prepare``, in order; the last one's output is the artefact."""
         return ["train"]
+
+    def validate(self, cfg: Any, exp: Any) -> None:
+        """Checks across config groups (``ExperimentConfig.__post_init__``): where the model comes
+        from, then :meth:`export_shape`."""
+        onnx_file, model = exp.export.onnx_file, exp.model
+        if onnx_file and not self.takes_onnx_file:
+            raise ConfigError(f"export.onnx_file={onnx_file}: backend={self.name} runs the checkpoint, not an ONNX: "
+                              "write backend=onnxruntime or backend=acl, or remove export.onnx_file")
+        if onnx_file and exp.infer.parity:
+            raise ConfigError(f"infer.parity=true runs torch on the model's checkpoint, and export.onnx_file={onnx_file} "
+                              "comes without one: write infer.parity=false")
+        if onnx_file and model.checkpoint:
+            raise ConfigError(f"export.onnx_file={onnx_file} replaces the model, so model.checkpoint={model.checkpoint} "
+                              "would not be used: remove one of them")
+        if model.units_file and not (model.checkpoint or onnx_file):
+            raise ConfigError(f"model.units_file={model.units_file}: only used with model.checkpoint or "
+                              "export.onnx_file (a trained model takes its units from the prepared data); set it to null")
+        self.export_shape(cfg, exp)
 
     def export_shape(self, cfg: Any, exp: Any) -> ExportShape:
         """What the export stage writes for this backend (default: the ``export`` group as given)."""

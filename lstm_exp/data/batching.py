@@ -125,6 +125,13 @@ def _splice_settings(prepared_dir: Path) -> tuple[int, int]:
     return right_context, frame_skip
 
 
+def model_input_dim(prepared_dir: Path) -> int:
+    """Features per frame that :func:`load_split` gives a model: the CMVN's dimension times the
+    spliced frames (``1 + right_context``, e.g. 81 * 3 = 243)."""
+    right_context, _ = _splice_settings(Path(prepared_dir))
+    return (load_cmvn(Path(prepared_dir) / "cmvn.mat").shape[1] - 1) * (1 + right_context)
+
+
 def _recorded_allow_pipes(prepared_dir: Path) -> bool:
     return bool(_read_meta(prepared_dir).get("allow_pipes", False))
 

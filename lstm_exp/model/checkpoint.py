@@ -24,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import pickle
 import re
+import zipfile
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
 
@@ -83,10 +84,27 @@ def _first_line(exc: BaseException) -> str:
     return lines[0] if lines else ""
 
 
+def _check_container(path: Path) -> None:
+    """What torch.save writes: a zip archive (torch >= 1.6) or a pickle (older torch); say which
+    is broken rather than torch's internal message."""
+    with open(path, "rb") as handle:
+        head = handle.read(4)
+    if not head:
+        raise CheckpointError(f"{path}: not a torch checkpoint (an empty file)")
+    if head.startswith(b"PK\x03\x04"):
+        if not zipfile.is_zipfile(path):
+            raise CheckpointError(f"{path}: not a readable torch checkpoint (a truncated or damaged zip archive, "
+                                  f"{path.stat().st_size} bytes): copy or save it again")
+    elif not head.startswith(b"\x80"):
+        raise CheckpointError(f"{path}: not a torch checkpoint (it starts with {head!r}, neither the zip archive "
+                              "torch.save writes nor an older torch pickle)")
+
+
 def _read_file(path: Path, trust: bool) -> Any:
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint file not found; set model.checkpoint to an "
                               "existing .pth/.pt file")
+    _check_container(path)
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
@@ -146,9 +164,7 @@ def infer_arch(state: Mapping[str, torch.Tensor], path: Union[str, Path] = "<sta
     if head is None:
         faults.append("fc.1.weight: missing (the recipe head is BatchNorm1d fc.0 -> Linear fc.1)")
     if faults:
-        raise CheckpointError("\n".join(
-            [f"{path}: not the recipe's CTC network ({len(faults)} problem"
-             f"{'s' if len(faults) > 1 else ''})", *faults]))
+        raise CheckpointError.listing(f"{path}: not the recipe's CTC network", faults)
     channels = [int(state[f"conv.{i}.conv.weight"].shape[0]) for i in conv_ids]
     hidden = int(state["rnns.0.rnn.weight_hh_l0"].shape[1]) if "rnns.0.rnn.weight_hh_l0" in state \
         else int(state["rnns.0.rnn.weight_ih_l0"].shape[0]) // 4
@@ -187,9 +203,7 @@ def _check_expected(path: Path, arch: ModelArch, expected: Mapping[str, Any]) ->
             faults.append(f"model.{key}: config says {value!r}, the checkpoint's weights say "
                           f"{found!r}; set model.{key}={found} or use another checkpoint")
     if faults:
-        raise CheckpointError("\n".join(
-            [f"{path}: checkpoint does not match the model config ({len(faults)} problem"
-             f"{'s' if len(faults) > 1 else ''})", *faults]))
+        raise CheckpointError.listing(f"{path}: checkpoint does not match the model config", faults)
 
 
 def _check_keys_and_shapes(path: Path, model: CTCModel, state: Dict[str, torch.Tensor]) -> None:
@@ -203,9 +217,8 @@ def _check_keys_and_shapes(path: Path, model: CTCModel, state: Dict[str, torch.T
             faults.append(f"{key}: shape {tuple(tensor.shape)}, the inferred architecture "
                           f"needs {tuple(wanted[key].shape)}")
     if faults:
-        raise CheckpointError("\n".join(
-            [f"{path}: weights do not fit the recipe network {model.arch.to_dict()} "
-             f"({len(faults)} problem{'s' if len(faults) > 1 else ''})", *faults]))
+        raise CheckpointError.listing(f"{path}: weights do not fit the recipe network {model.arch.to_dict()}",
+                                      faults)
 
 
 # --------------------------------------------------------------------------- units

@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
-from typing import Iterable, Sequence, Union
+from typing import Iterable, Optional, Sequence, Union
 
 import numpy as np
 import torch
 
-from lstm_exp.errors import ConfigError, MissingDependencyError
+from lstm_exp.errors import ConfigError, DataError, MissingDependencyError
+from lstm_exp.evaluate import non_finite
 from lstm_exp.model.ctc import CTCModel
 
 INPUT_NAME = "actual_input_1"
@@ -86,8 +87,12 @@ def export_onnx(model: CTCModel, path: Union[str, Path], opset: int = 11, batch:
 
 
 def max_abs_diff_vs_torch(onnx_path: Union[str, Path], model: CTCModel,
-                          batches: Iterable[np.ndarray]) -> float:
-    """Largest |onnxruntime(CPU) - torch| over the outputs for ``batches`` ``[B, T, D]``."""
+                          batches: Iterable[np.ndarray], names: Optional[Sequence[str]] = None,
+                          source: str = "the model") -> float:
+    """Largest |onnxruntime(CPU) - torch| over the outputs for ``batches`` ``[B, T, D]``.
+
+    Non-finite outputs (a NaN difference compares false with any tolerance) are a
+    :class:`DataError` naming ``source`` (the checkpoint), the ONNX and the batch (``names``)."""
     try:
         import onnxruntime as ort
     except ImportError:
@@ -99,13 +104,19 @@ def max_abs_diff_vs_torch(onnx_path: Union[str, Path], model: CTCModel,
     worst = 0.0
     try:
         with torch.no_grad():
-            for batch in batches:
+            for i, batch in enumerate(batches):
                 x = np.ascontiguousarray(batch, dtype=np.float32)
                 got = session.run([OUTPUT_NAME], {INPUT_NAME: x})[0]
                 want = model(torch.from_numpy(x)).numpy()
                 if got.shape != want.shape:
                     raise _ExportError(f"{onnx_path}: output shape {got.shape} differs from "
                                        f"torch's {want.shape} for input {x.shape}")
+                bad = {"torch": non_finite(want), "onnxruntime": non_finite(got)}
+                if any(bad.values()):
+                    name = names[i] if names is not None else f"check batch {i} of shape {list(x.shape)}"
+                    which = " and ".join(f"{k} ({v})" for k, v in bad.items() if v)
+                    raise DataError(f"{source}: non-finite log-probs from {which} on the export check's {name}: "
+                                    "the model's outputs overflow float32 (check its weights); use another checkpoint")
                 worst = max(worst, float(np.max(np.abs(got - want))))
     finally:
         model.train(was_training)

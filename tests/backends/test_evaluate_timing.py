@@ -11,6 +11,7 @@ import pytest
 
 from lstm_exp.backends.base import Backend, RunOutput
 from lstm_exp.data.batching import Example
+from lstm_exp.errors import DataError
 from lstm_exp.evaluate import evaluate
 
 UNITS = ["blank", "UNK", "a", "b"]
@@ -147,3 +148,35 @@ def test_parity_against_a_reference_backend_is_logged():
     assert m["per"] == 0.0 and m["parity_reference_per"] > 0
     assert m["parity_per_delta"] == pytest.approx(-m["parity_reference_per"])
     assert reference.runs == 2  # the first pass's batches, nothing else
+
+
+class NonFiniteBackend(KnownDelayBackend):
+    """Log-probs with one NaN in the batch that starts at the ``bad_batch``-th call (first pass)."""
+
+    def __init__(self, bad_call: int) -> None:
+        super().__init__(delay_ms=0.0)
+        self.bad_call = bad_call
+
+    def run(self, x):
+        out = super().run(x)
+        if self.runs == self.bad_call:
+            out.log_probs[0, 0, 0] = np.nan
+        return out
+
+
+def test_non_finite_log_probs_are_refused_on_the_decode_pass_naming_variant_utterance_and_precision():
+    examples = _examples([6, 8, 6, 8])
+    # call 1: cold start, 2: warm-up, 3: first batch of the first pass, 4: its second batch (utt02)
+    with pytest.raises(DataError) as caught:
+        _run(NonFiniteBackend(bad_call=4), examples, batch_size=2, warmup=1, variant="fake-cpu-fp16")
+    message = str(caught.value)
+    assert "\n" not in message
+    assert "fake-cpu-fp16" in message and "starting at utt02" in message and "precision fp16" in message
+    assert "1 NaN, 0 inf" in message
+
+
+def test_later_timed_passes_are_not_checked_for_non_finite_values():
+    examples = _examples([6, 8, 6, 8])
+    # call 6: the first batch of the second (timed, model-only) pass
+    result, _ = _run(NonFiniteBackend(bad_call=6), examples, batch_size=2, warmup=1, repeats=2)
+    assert result.metrics["timed_passes"] == 2

@@ -133,8 +133,9 @@ def run_atc(cmd: Sequence[str], log_path: Path | str) -> Path:
     (log_path.parent / COMMAND_FILE).write_text(command_line + "\n")
     executable = shutil.which(cmd[0])
     if executable is None:
+        where = "is not an executable file" if os.sep in cmd[0] else "not found on PATH"
         raise MissingDependencyError(
-            f"{cmd[0]!r} not found on PATH: ONNX->OM conversion needs the Ascend CANN toolkit (atc); "
+            f"backend.atc.atc_path={cmd[0]} {where}: ONNX->OM conversion needs the Ascend CANN toolkit (atc); "
             f"source <CANN>/set_env.sh (e.g. /usr/local/Ascend/ascend-toolkit/set_env.sh) and run again, "
             f"or run on an Ascend host: {command_line}"
         )

@@ -13,6 +13,7 @@ from lstm_exp.errors import MissingDependencyError
 class AclPlugin(BackendPlugin):
     name = "acl"
     config_class = AclBackendConfig
+    takes_onnx_file = True
     backend_class = "lstm_exp.backends.acl.backend.AclBackend"
     user_stages = ("preprocess",)
 

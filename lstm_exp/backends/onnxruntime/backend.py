@@ -40,6 +40,7 @@ class OnnxRuntimeBackend(Backend):
         self.ort = onnxruntime
         self.session = None
         self._bound: dict[tuple, tuple] = {}
+        self._static_batch = None
 
     def _provider_options(self) -> list:
         cfg = self.cfg
@@ -72,14 +73,26 @@ class OnnxRuntimeBackend(Backend):
                 f"backend.providers: onnxruntime created the session on {active[0]}, not {self.cfg.providers[0]} "
                 "(the provider failed to initialise; see onnxruntime's log): refusing a silent fall-back")
         self._bound = {}
+        batch_axis = self.session.get_inputs()[0].shape[0]
+        #: an ONNX with a static batch (export.onnx_file, e.g. the guide's [16, 390, 243]) runs a
+        #: smaller last batch padded with zero rows, as a static OM does; only the real rows come back
+        self._static_batch = batch_axis if isinstance(batch_axis, int) and batch_axis > 0 else None
 
     def run(self, x: np.ndarray) -> RunOutput:
         x = np.ascontiguousarray(x, dtype=np.float32)
+        rows = x.shape[0]
+        padded = self._static_batch is not None and rows < self._static_batch
+        if padded:
+            x = np.concatenate([x, np.zeros((self._static_batch - rows, *x.shape[1:]), dtype=np.float32)])
         if self.cfg.io_binding:
-            return self._run_bound(x)
-        t0 = time.perf_counter()
-        (out,) = self.session.run([OUTPUT_NAME], {INPUT_NAME: x})
-        return RunOutput(log_probs=out, infer_ms=(time.perf_counter() - t0) * 1e3)
+            out = self._run_bound(x)
+        else:
+            t0 = time.perf_counter()
+            (log_probs,) = self.session.run([OUTPUT_NAME], {INPUT_NAME: x})
+            out = RunOutput(log_probs=log_probs, infer_ms=(time.perf_counter() - t0) * 1e3)
+        if padded:
+            out.log_probs = np.ascontiguousarray(out.log_probs[:, :rows])
+        return out
 
     def _buffers(self, x: np.ndarray):
         """The io binding and device buffers for ``x``'s shape, allocated on first use."""

@@ -38,6 +38,7 @@ def check_providers(cfg: Any) -> list[str]:
 class OnnxRuntimePlugin(BackendPlugin):
     name = "onnxruntime"
     config_class = OnnxRuntimeBackendConfig
+    takes_onnx_file = True
     backend_class = "lstm_exp.backends.onnxruntime.backend.OnnxRuntimeBackend"
 
     def stages(self, cfg: Any) -> list[str]:
