@@ -21,12 +21,8 @@ PRETRAINED = ("model=pretrained",)
 
 
 def smoke_checkpoint(workspace: Workspace) -> Path:
-    """The checkpoint the workspace's smoke experiment trained (not one a case imported)."""
-    for entry in sorted((workspace.root / "cache" / "train").iterdir()):
-        manifest = entry / "_stage.json"
-        if manifest.is_file() and "source" not in json.loads(manifest.read_text()).get("summary", {}):
-            return entry / "model.pt"
-    raise AssertionError("the workspace has no trained smoke checkpoint")
+    """The checkpoint the workspace's first smoke run trained (other cases add other entries)."""
+    return workspace.smoke_entries["train"] / "model.pt"
 
 
 def smoke_prepared(workspace: Workspace) -> Path:
