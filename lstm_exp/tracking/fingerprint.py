@@ -2,8 +2,10 @@
 how a run is recorded or shown but not what it computes.
 
 The stage cache keys are a function of the config, ``STAGE_VERSIONS`` and the package version,
-so both go into the fingerprint too: equal fingerprints mean equal stage keys.  An external
-checkpoint (``model.checkpoint``) adds its size and modification time, as its stage key does.
+so both go into the fingerprint too: equal fingerprints mean equal stage keys.  Files the config
+only names (an external checkpoint, units file, ONNX, CMVN stats: :data:`FILE_KEYS`) add their
+size and modification time, so that a sweep never reuses an earlier run after such a file was
+replaced at the same path.
 """
 from __future__ import annotations
 
@@ -14,6 +16,8 @@ from typing import Any, Mapping
 
 #: top-level keys that do not change what a job computes
 RUN_ONLY_KEYS = ("tracking", "progress", "force", "paths")
+#: (group, key) of config values that name a file whose content decides the result
+FILE_KEYS = (("model", "checkpoint"), ("model", "units_file"), ("export", "onnx_file"), ("data", "cmvn"))
 
 
 def config_fingerprint(plain_config: Mapping[str, Any]) -> str:
@@ -22,9 +26,10 @@ def config_fingerprint(plain_config: Mapping[str, Any]) -> str:
 
     config = {k: v for k, v in plain_config.items() if k not in RUN_ONLY_KEYS}
     extra: dict[str, Any] = {"stage_versions": STAGE_VERSIONS, "version": __version__}
-    checkpoint = (config.get("model") or {}).get("checkpoint")
-    if checkpoint and os.path.isfile(checkpoint):
-        stat = os.stat(checkpoint)
-        extra["checkpoint"] = [stat.st_size, stat.st_mtime_ns]
+    for group, key in FILE_KEYS:
+        path = (config.get(group) or {}).get(key)
+        if isinstance(path, str) and os.path.isfile(path):
+            stat = os.stat(path)
+            extra["checkpoint" if key == "checkpoint" else f"{group}.{key}"] = [stat.st_size, stat.st_mtime_ns]
     text = json.dumps({"config": config, **extra}, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()

@@ -99,6 +99,24 @@ def test_fingerprint_ignores_run_only_keys_and_sees_the_rest():
     assert len(config_fingerprint(base)) == 64
 
 
+@pytest.mark.parametrize("group,key", [("model", "checkpoint"), ("model", "units_file"), ("export", "onnx_file"),
+                                       ("data", "cmvn")])
+def test_fingerprint_sees_a_named_file_replaced_at_the_same_path(tmp_path, group, key):
+    """A sweep must not reuse a run after the file a config names was replaced."""
+    import os
+
+    from lstm_exp.tracking.fingerprint import config_fingerprint
+
+    path = tmp_path / "file"
+    path.write_bytes(b"one")
+    config = {"batch": 4, group: {key: str(path)}}
+    before = config_fingerprint(config)
+    assert config_fingerprint(config) == before
+    path.write_bytes(b"other content")
+    os.utime(path, ns=(1, 1))
+    assert config_fingerprint(config) != before
+
+
 @pytest.mark.parametrize("target, n_jobs, expected", [
     ("hydra._internal.core_plugins.basic_launcher.BasicLauncher", None, "1"),
     ("hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher", 2, "2"),
