@@ -51,6 +51,19 @@ def _plain(obj: Any) -> Any:
     return obj
 
 
+def _file_stamps(section: Any, *keys: str) -> dict:
+    """``{<key>_stamp: [size, mtime_ns]}`` of the files the config values ``keys`` of ``section``
+    name (those set): a file's content decides the stage's output, so replacing it at the same
+    path must change the key."""
+    stamps = {}
+    for key in keys:
+        value = getattr(section, key, None)
+        if value and Path(value).is_file():
+            stat = Path(value).stat()
+            stamps[f"{key}_stamp"] = [stat.st_size, stat.st_mtime_ns]
+    return stamps
+
+
 def _without(tree: dict, *keys: str) -> dict:
     return {k: v for k, v in tree.items() if k not in keys}
 
@@ -120,7 +133,8 @@ class Pipeline:
 
         corpus_root = self.corpus_root
         data = self.exp.data
-        config = _without(_plain(data), "workers", "synth")
+        config = {**_without(_plain(data), "workers", "synth"),
+                  **_file_stamps(data, "cmvn", "dev_speakers_list", "test_speakers_list")}
 
         # feats.scp holds absolute paths (Kaldi's convention) into the entry's final folder
         final = self.cache.path("prepare", self._key("prepare", config, [self.keys["corpus"]]))
@@ -197,7 +211,8 @@ class Pipeline:
         model_cfg = self.exp.model
         stat = path.stat()
         config = {"checkpoint": str(path), "size": stat.st_size, "mtime": stat.st_mtime_ns,
-                  "units_file": model_cfg.units_file, "model": _plain(model_cfg)}
+                  "units_file": model_cfg.units_file, "model": _plain(model_cfg),
+                  **_file_stamps(model_cfg, "units_file")}
 
         def build(tmp: Path) -> dict:
             model = load_checkpoint(path, units_file=model_cfg.units_file, trust=model_cfg.trust_checkpoint,

@@ -283,3 +283,24 @@ def test_the_synthetic_corpus_without_espeak(workspace, tmp_path):
     proc = workspace.run(*SMOKE, "data.synth.seed=7", env={"PYTHONPATH": path})  # a corpus not cached yet
     line = workspace.assert_user_error(proc, "espeakng-loader")
     assert "pip install 'lstm_exp[synth]'" in line
+
+
+def test_a_file_replaced_at_the_same_path_is_not_taken_from_the_cache(workspace, kaldi, tmp_path):
+    """The stage cache keys a file the config names (here data.cmvn) by its size and mtime too:
+    replaced at the same path, it is read again, not served stale from an earlier entry."""
+    from lstm_exp.data.features import compute_cmvn_stats, save_cmvn
+
+    mats = [kaldiio.load_mat(loc.split(None, 1)[1]) for loc in (kaldi / "train" / "feats.scp").read_text().splitlines()]
+    cmvn = tmp_path / "cmvn.mat"
+    save_cmvn(cmvn, compute_cmvn_stats(mats))
+    args = kaldi_args(kaldi, f"data.cmvn={cmvn}", "stage=prepare", "tracking=none")
+    first = workspace.run(*args)
+    assert first.returncode == 0, first.stderr[-3000:]
+    save_cmvn(cmvn, compute_cmvn_stats(m * 2.0 for m in mats))  # other statistics, same path
+    os.utime(cmvn, ns=(cmvn.stat().st_atime_ns, cmvn.stat().st_mtime_ns + 1_000_000_000))
+    second = workspace.run(*args)
+    assert second.returncode == 0, second.stderr[-3000:]
+    built = [line for line in (first.stdout + first.stderr + second.stdout + second.stderr).splitlines()
+             if "prepare: built" in line]
+    assert len(built) == 2, "the second run reused the entry made from the replaced file"
+    workspace.assert_earlier_outputs_intact()
