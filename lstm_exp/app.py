@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import re
 import signal
 import sys
 from pathlib import Path
@@ -50,7 +51,7 @@ from lstm_exp.experiment import identity_of, run_experiment, validate
 from lstm_exp.report.job import JobReport
 from lstm_exp.tracking.fingerprint import config_fingerprint
 from lstm_exp.tracking.mlflow_run import MlflowRun, default_tracking_uri, select_params
-from lstm_exp.tracking.store import ERROR_TAG, FINGERPRINT_TAG, JOB_NUM_TAG, OVERRIDES_TAG, ROLE_TAG
+from lstm_exp.tracking.store import DESCRIPTION_TAG, ERROR_TAG, FINGERPRINT_TAG, JOB_NUM_TAG, OVERRIDES_TAG, ROLE_TAG
 from lstm_exp.tracking.sweep import SweepParent, end_open_parents, launcher_info
 
 log = logging.getLogger("lstm_exp")
@@ -191,12 +192,25 @@ def run_job(cfg: DictConfig) -> Optional[float]:
         JobReport(**identity, status="FAILED", error=line, overrides=overrides, job_num=job_num,
                   run_id=tracker.run_id, run_name=run_name, fingerprint=fingerprint,
                   job_dir=str(job_dir)).write(job_dir / "report.json")
-        tracker.set_tags({ERROR_TAG: line[:5000]})
+        # the tag for tables and the sweep summary; the run's Description (what MLflow's run page
+        # shows first) holds the whole message, every listed fault included
+        tracker.set_tags({ERROR_TAG: line[:5000], DESCRIPTION_TAG: _failure_description(str(err))})
         if not multirun:
             raise SystemExit(1)
         return None
     finally:
         tracker.end(status)
+
+
+def _failure_description(message: str) -> str:
+    """The run's Description (Markdown, shown first on its MLflow page): the error's first line
+    and, for a listing error, each further fault as a list item; text escaped so that paths and
+    values read literally and long lines wrap."""
+    def literal(text: str) -> str:
+        return re.sub(r"([\\`*_\[\]<>#|~])", r"\\\1", text)
+
+    first, *rest = message.splitlines() or [""]
+    return "\n".join([f"**Failed:** {literal(first)}", "", *(f"- {literal(line)}" for line in rest[:50])])[:20000]
 
 
 def _record(report: JobReport, tracker: MlflowRun, cfg: DictConfig, job_dir: Path) -> None:

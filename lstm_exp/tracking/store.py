@@ -34,6 +34,8 @@ FINGERPRINT_TAG = "lstm_exp.fingerprint"
 JOB_NUM_TAG = "lstm_exp.job_num"
 OVERRIDES_TAG = "lstm_exp.overrides"
 ERROR_TAG = "lstm_exp.error"
+#: MLflow's run description (Markdown), shown at the top of the run page
+DESCRIPTION_TAG = "mlflow.note.content"
 REUSED_PREFIX = "lstm_exp.reused."
 
 

@@ -4,7 +4,8 @@ checks what a user gets.
 
 :meth:`Workspace.assert_user_error` is the catalogue's contract: exit status 1, no traceback,
 exactly one ``lstm_exp: error:`` line whose text names the offending file or value, exactly one new
-MLflow run, ended FAILED with the same line in its ``lstm_exp.error`` tag, and every file the
+MLflow run, ended FAILED with the same line in its ``lstm_exp.error`` tag (and the whole message
+in its Description, ``mlflow.note.content``), and every file the
 earlier runs made (stage cache, ``outputs/``) still there, byte for byte.
 :meth:`Workspace.assert_config_rejected` is the contract for what Hydra refuses before a job
 starts (an unknown option or group value): non-zero exit, no traceback, the value named, no run.
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import sqlite3
 import subprocess
 import sys
@@ -67,11 +69,13 @@ class Workspace:
         with sqlite3.connect(db) as connection:
             return dict(connection.execute("SELECT run_uuid, status FROM runs"))
 
-    def error_tag(self, run_id: str) -> str:
+    def tag(self, run_id: str, key: str) -> str:
         with sqlite3.connect(self.root / "mlflow.db") as connection:
-            row = connection.execute("SELECT value FROM tags WHERE run_uuid = ? AND key = 'lstm_exp.error'",
-                                     (run_id,)).fetchone()
+            row = connection.execute("SELECT value FROM tags WHERE run_uuid = ? AND key = ?", (run_id, key)).fetchone()
         return row[0] if row else ""
+
+    def error_tag(self, run_id: str) -> str:
+        return self.tag(run_id, "lstm_exp.error")
 
     def snapshot(self) -> None:
         self.files_before, self.runs_before = self.files(), self.runs()
@@ -110,8 +114,11 @@ class Workspace:
         assert list(new.values()) == [status], f"new MLflow runs: {new}"
         (run_id,) = new
         tag = self.error_tag(run_id)
+        # the run page's Description: the whole message, Markdown-escaped (read back unescaped)
+        description = re.sub(r"\\(.)", r"\1", self.tag(run_id, "mlflow.note.content"))
         for name in names:
             assert name in tag, f"the run's lstm_exp.error tag does not name {name!r}: {tag}"
+            assert name in description, f"the run's description does not name {name!r}: {description}"
         self.assert_earlier_outputs_intact()
         print(f"[catalogue] {line}")  # pytest -s shows the line each case gives (for docs/RELIABILITY.md)
         return line
