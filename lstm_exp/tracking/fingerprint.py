@@ -3,7 +3,7 @@ how a run is recorded or shown but not what it computes.
 
 The stage cache keys are a function of the config, ``STAGE_VERSIONS`` and the package version,
 so both go into the fingerprint too: equal fingerprints mean equal stage keys.  Files the config
-only names (an external checkpoint, units file, ONNX, CMVN stats: :data:`FILE_KEYS`) add their
+only names (an external checkpoint, units file, ONNX, CMVN stats, speaker lists: :data:`FILE_KEYS`) add their
 size and modification time, so that a sweep never reuses an earlier run after such a file was
 replaced at the same path.
 """
@@ -17,7 +17,8 @@ from typing import Any, Mapping
 #: top-level keys that do not change what a job computes
 RUN_ONLY_KEYS = ("tracking", "progress", "force", "paths")
 #: (group, key) of config values that name a file whose content decides the result
-FILE_KEYS = (("model", "checkpoint"), ("model", "units_file"), ("export", "onnx_file"), ("data", "cmvn"))
+FILE_KEYS = (("model", "checkpoint"), ("model", "units_file"), ("export", "onnx_file"), ("data", "cmvn"),
+             ("data", "dev_speakers_list"), ("data", "test_speakers_list"))
 
 
 def config_fingerprint(plain_config: Mapping[str, Any]) -> str:

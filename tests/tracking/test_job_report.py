@@ -100,7 +100,7 @@ def test_fingerprint_ignores_run_only_keys_and_sees_the_rest():
 
 
 @pytest.mark.parametrize("group,key", [("model", "checkpoint"), ("model", "units_file"), ("export", "onnx_file"),
-                                       ("data", "cmvn")])
+                                       ("data", "cmvn"), ("data", "dev_speakers_list"), ("data", "test_speakers_list")])
 def test_fingerprint_sees_a_named_file_replaced_at_the_same_path(tmp_path, group, key):
     """A sweep must not reuse a run after the file a config names was replaced."""
     import os
