@@ -58,3 +58,16 @@ def fault_message(summary: str, faults: "list[str] | tuple[str, ...]", limit: in
     if len(faults) > limit:
         lines.append(f"... and {len(faults) - limit} more")
     return "\n".join(lines)
+
+
+def non_finite(values) -> str:
+    """What is wrong with the NumPy array ``values`` (e.g. ``12 NaN, 3 inf of 8200 values``), or ""
+    when every value is finite: the one check of features and log-probs (prepared data, model
+    outputs, the export check, saved inference outputs) before they are trained on or decoded."""
+    import numpy as np
+
+    finite = np.isfinite(values)
+    if finite.all():
+        return ""
+    nan = int(np.isnan(values).sum())
+    return f"{nan} NaN, {int((~finite).sum()) - nan} inf of {values.size} values"

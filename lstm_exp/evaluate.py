@@ -30,7 +30,7 @@ from tqdm import tqdm
 
 from lstm_exp.backends.base import Backend
 from lstm_exp.data.batching import Batch, Example, plan_batches
-from lstm_exp.errors import DataError, fault_message
+from lstm_exp.errors import DataError, fault_message, non_finite
 from lstm_exp.metrics.errors import recipe_scores, score_utterances
 from lstm_exp.metrics.timing import latency_stats, recipe_figures, throughput_stats
 
@@ -58,15 +58,6 @@ def _checked(backend: Backend, batch: Batch, log_probs: np.ndarray, classes: int
         raise DataError(
             f"backend {backend.name} returned log-probs of shape {log_probs.shape}; expected [T', {len(batch.ids)}, {classes}]"
         )
-
-
-def non_finite(values: np.ndarray) -> str:
-    """What is wrong with ``values`` (e.g. ``12 NaN, 3 inf of 8200 values``), or "" when all are finite."""
-    finite = np.isfinite(values)
-    if finite.all():
-        return ""
-    nan = int(np.isnan(values).sum())
-    return f"{nan} NaN, {int((~finite).sum()) - nan} inf of {values.size} values"
 
 
 def _check_finite(variant: str, batch: Batch, log_probs: np.ndarray) -> None:

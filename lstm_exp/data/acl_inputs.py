@@ -27,7 +27,7 @@ from typing import Callable, Iterable, Iterator, Protocol, Sequence
 import numpy as np
 from tqdm import tqdm
 
-from lstm_exp.errors import DataError, fault_message
+from lstm_exp.errors import DataError, fault_message, non_finite
 
 INFO_NAME = "lstm.info"
 BIN_DTYPE = np.dtype("<f4")
@@ -162,10 +162,10 @@ def load_output(path: Path) -> np.ndarray:
         raise DataError(f"{path}: not a readable .npy array ({type(exc).__name__}: {exc})") from None
     if not isinstance(log_probs, np.ndarray) or not np.issubdtype(log_probs.dtype, np.floating):
         raise DataError(f"{path}: holds {getattr(log_probs, 'dtype', type(log_probs).__name__)} data, not float log-probs")
-    bad = int(log_probs.size - np.count_nonzero(np.isfinite(log_probs)))
-    if bad:
-        raise DataError(f"{path}: {bad} non-finite value(s) (NaN or inf) in the log-probs; the model or its "
-                        "precision (e.g. fp16 overflow) produced them, and they cannot be decoded")
+    found = non_finite(log_probs)
+    if found:
+        raise DataError(f"{path}: non-finite log-probs ({found}); the model or its precision (e.g. fp16 "
+                        "overflow) produced them, and they cannot be decoded")
     return log_probs
 
 

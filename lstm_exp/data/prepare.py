@@ -58,7 +58,7 @@ from lstm_exp.data.phones import (
     packaged_resource_path,
     read_speaker_list,
 )
-from lstm_exp.errors import ConfigError, DataError, fault_message
+from lstm_exp.errors import ConfigError, DataError, fault_message, non_finite
 
 log = logging.getLogger(__name__)
 
@@ -322,10 +322,10 @@ def _read_user_features(
                     " (data.fbank: num_mel_bins + energy)"
                 )
                 continue
-            bad = int(matrix.size - np.count_nonzero(np.isfinite(matrix)))
-            if bad:
-                faults.append(f"{data_dir.feats_scp}: utterance {utt}: {bad} non-finite value(s) (NaN or inf) in "
-                              f"its features ({location}); recompute them or remove the utterance")
+            found = non_finite(matrix)
+            if found:
+                faults.append(f"{data_dir.feats_scp}: utterance {utt}: non-finite features ({found}) at {location}; "
+                              "recompute them or remove the utterance")
                 continue
             frames[utt] = int(matrix.shape[0])
             yield matrix

@@ -22,8 +22,7 @@ from typing import Iterable, Optional, Sequence, Union
 import numpy as np
 import torch
 
-from lstm_exp.errors import ConfigError, DataError, MissingDependencyError
-from lstm_exp.evaluate import non_finite
+from lstm_exp.errors import ConfigError, DataError, MissingDependencyError, non_finite
 from lstm_exp.model.ctc import CTCModel
 
 INPUT_NAME = "actual_input_1"
