@@ -41,6 +41,7 @@ import time
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
+from stat import S_ISREG
 from typing import Any, Callable, Iterator, Mapping, Optional, Sequence
 
 from lstm_exp.errors import LstmExpError
@@ -65,6 +66,17 @@ class CacheDiskFullError(LstmExpError):
 
 class CacheLockError(LstmExpError):
     """The file system of the cache cannot lock files."""
+
+
+def file_stamp(path: str | os.PathLike) -> Optional[list]:
+    """``[size, mtime_ns]`` of the file at ``path``, None when there is none: what a stage key (or a
+    job's fingerprint) holds for a file the config names only by its path, so that the file
+    replaced at the same path changes the key."""
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return None
+    return [stat.st_size, stat.st_mtime_ns] if S_ISREG(stat.st_mode) else None
 
 
 def _canonical(obj: Any) -> str:

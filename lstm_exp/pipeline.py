@@ -30,7 +30,7 @@ from typing import Any, Optional
 import numpy as np
 
 from lstm_exp import __version__
-from lstm_exp.cache import StageCache
+from lstm_exp.cache import StageCache, file_stamp
 from lstm_exp.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
@@ -58,9 +58,9 @@ def _file_stamps(section: Any, *keys: str) -> dict:
     stamps = {}
     for key in keys:
         value = getattr(section, key, None)
-        if value and Path(value).is_file():
-            stat = Path(value).stat()
-            stamps[f"{key}_stamp"] = [stat.st_size, stat.st_mtime_ns]
+        stamp = file_stamp(value) if value else None
+        if stamp is not None:
+            stamps[f"{key}_stamp"] = stamp
     return stamps
 
 
@@ -209,8 +209,8 @@ class Pipeline:
         from lstm_exp.model.checkpoint import load_checkpoint, save_checkpoint
 
         model_cfg = self.exp.model
-        stat = path.stat()
-        config = {"checkpoint": str(path), "size": stat.st_size, "mtime": stat.st_mtime_ns,
+        size, mtime = file_stamp(path)
+        config = {"checkpoint": str(path), "size": size, "mtime": mtime,
                   "units_file": model_cfg.units_file, "model": _plain(model_cfg),
                   **_file_stamps(model_cfg, "units_file")}
 
@@ -295,8 +295,8 @@ class Pipeline:
         if not path.is_file():
             raise ConfigError(f"export.onnx_file={onnx_file}: no such file")
         prepared = self.prepared_dir
-        stat = path.stat()
-        config = {"onnx_file": str(path), "size": stat.st_size, "mtime": stat.st_mtime_ns}
+        size, mtime = file_stamp(path)
+        config = {"onnx_file": str(path), "size": size, "mtime": mtime}
 
         def build(tmp: Path) -> dict:
             facts = inspect_onnx(path, model_input_dim(prepared))

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from typing import Any, Mapping
 
 #: top-level keys that do not change what a job computes
@@ -23,14 +22,15 @@ FILE_KEYS = (("model", "checkpoint"), ("model", "units_file"), ("export", "onnx_
 
 def config_fingerprint(plain_config: Mapping[str, Any]) -> str:
     from lstm_exp import __version__
+    from lstm_exp.cache import file_stamp
     from lstm_exp.pipeline import STAGE_VERSIONS
 
     config = {k: v for k, v in plain_config.items() if k not in RUN_ONLY_KEYS}
     extra: dict[str, Any] = {"stage_versions": STAGE_VERSIONS, "version": __version__}
     for group, key in FILE_KEYS:
         path = (config.get(group) or {}).get(key)
-        if isinstance(path, str) and os.path.isfile(path):
-            stat = os.stat(path)
-            extra["checkpoint" if key == "checkpoint" else f"{group}.{key}"] = [stat.st_size, stat.st_mtime_ns]
+        stamp = file_stamp(path) if isinstance(path, str) else None
+        if stamp is not None:
+            extra["checkpoint" if key == "checkpoint" else f"{group}.{key}"] = stamp
     text = json.dumps({"config": config, **extra}, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()
