@@ -132,3 +132,18 @@ class Workspace:
             assert name in proc.stderr, f"Hydra's message does not name {name!r}: {proc.stderr[-2000:]}"
         assert self.runs() == self.runs_before, "a run was recorded for a config Hydra refused"
         self.assert_earlier_outputs_intact()
+
+
+def assert_tool_error(proc: subprocess.CompletedProcess, prefix: str, *names: str) -> str:
+    """The contract of the project's other commands (``recipe_score``, ``report``), which record no
+    MLflow run: exit status 2, no traceback, stderr exactly one ``<prefix>...`` line naming
+    ``names``; returns that line."""
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 2, output[-3000:]
+    assert "Traceback" not in output, output[-3000:]
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(prefix), proc.stderr
+    for name in names:
+        assert name in lines[0], f"{name!r} not named: {lines[0]}"
+    print(f"[catalogue] {lines[0]}")
+    return lines[0]

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from catalogue import cli_env
+from catalogue import assert_tool_error, cli_env
 
 ERROR = "recipe_score: error: "
 
@@ -43,15 +43,7 @@ def score(workspace, info, outputs, prepared) -> subprocess.CompletedProcess:
 
 
 def assert_one_line(proc: subprocess.CompletedProcess, *names: str) -> str:
-    output = proc.stdout + proc.stderr
-    assert proc.returncode == 2, output[-3000:]
-    assert "Traceback" not in output, output[-3000:]
-    lines = proc.stderr.splitlines()
-    assert len(lines) == 1 and lines[0].startswith(ERROR), proc.stderr
-    for name in names:
-        assert name in lines[0], f"{name!r} not named: {lines[0]}"
-    print(f"[catalogue] {lines[0]}")
-    return lines[0]
+    return assert_tool_error(proc, ERROR, *names)
 
 
 def copy_outputs(outputs: Path, to: Path) -> Path:

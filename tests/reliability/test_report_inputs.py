@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from catalogue import cli_env
+from catalogue import assert_tool_error, cli_env
 
 
 def report(cwd, *args: str) -> subprocess.CompletedProcess:
@@ -15,13 +15,8 @@ def report(cwd, *args: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=300)
 
 
-def assert_one_line(proc: subprocess.CompletedProcess, *names: str) -> None:
-    assert proc.returncode == 2, proc.stdout + proc.stderr
-    assert "Traceback" not in proc.stdout + proc.stderr, proc.stderr
-    lines = proc.stderr.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("lstm_exp.report: error: "), proc.stderr
-    for name in names:
-        assert name in lines[0], lines[0]
+def assert_one_line(proc: subprocess.CompletedProcess, *names: str) -> str:
+    return assert_tool_error(proc, "lstm_exp.report: error: ", *names)
 
 
 def test_no_store_here_creates_none(tmp_path):
