@@ -18,9 +18,7 @@ from typing import Any, Optional, Sequence
 import numpy as np
 
 from lstm_exp.errors import ConfigError, DataError, MissingDependencyError
-
-INPUT_NAME = "actual_input_1"
-OUTPUT_NAME = "output1"
+from lstm_exp.model.export import INPUT_NAME, OUTPUT_NAME  # the recipe's names, as our export writes them
 #: input frames of the probe run when the frame axis is dynamic (the recipe's padding)
 PROBE_FRAMES = 390
 #: most halvings of the time axis looked for
