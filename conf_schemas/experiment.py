@@ -15,6 +15,7 @@ from omegaconf import MISSING
 from conf_schemas.data import DataConfig
 from conf_schemas.decode import DecodeConfig
 from conf_schemas.model import ExportConfig, ModelConfig, TrainConfig
+from conf_schemas.report import ReportConfig
 from conf_schemas.tracking import TrackingConfig
 from lstm_exp.errors import ConfigError
 
@@ -103,6 +104,7 @@ class ExperimentConfig:
     backend: Any = MISSING
     decode: DecodeConfig = field(default_factory=DecodeConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    report: ReportConfig = field(default_factory=ReportConfig)
     infer: InferConfig = field(default_factory=InferConfig)
     paths: PathsConfig = field(default_factory=PathsConfig)
     #: utterances per inference batch (the recipe sweeps 1, 4, 8, 16, 32)

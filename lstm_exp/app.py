@@ -51,8 +51,9 @@ from lstm_exp.experiment import identity_of, run_experiment, validate
 from lstm_exp.report.job import JobReport
 from lstm_exp.tracking.fingerprint import config_fingerprint
 from lstm_exp.tracking.mlflow_run import MlflowRun, default_tracking_uri, select_params
-from lstm_exp.tracking.store import DESCRIPTION_TAG, ERROR_TAG, FINGERPRINT_TAG, JOB_NUM_TAG, OVERRIDES_TAG, ROLE_TAG
-from lstm_exp.tracking.sweep import SweepParent, end_open_parents, launcher_info
+from lstm_exp.tracking.store import (DESCRIPTION_TAG, ERROR_TAG, FINGERPRINT_TAG, JOB_NUM_TAG, OVERRIDES_TAG, ROLE_TAG,
+                                     SWEEP_TAG)
+from lstm_exp.tracking.sweep import SweepParent, end_open_parents, job_run_name, launcher_info, swept_keys_of
 
 log = logging.getLogger("lstm_exp")
 
@@ -113,21 +114,25 @@ def _identity_from_plain(plain: dict) -> dict:
 
 
 def _reuse_earlier(tracker: MlflowRun, fingerprint: str, parent: Optional[SweepParent], job_num: int,
-                   job_dir: Path, overrides: str) -> Optional[JobReport]:
-    """In a sweep: the report of an earlier FINISHED run with the same fingerprint, linked from the
-    new parent run (tag ``lstm_exp.reused.<job num>``), or None."""
-    from lstm_exp.tracking.store import REUSED_PREFIX, client, ensure_experiment, find_finished_run, report_from_run
+                   job_dir: Path, run_name: str, tags: dict[str, str]) -> Optional[JobReport]:
+    """In a sweep: the report of an earlier FINISHED run with the same fingerprint, or None. Under
+    a parent run the job becomes a child run of it that carries the earlier measurement (params,
+    metrics, report.json), tagged REUSED (:func:`lstm_exp.tracking.store.copy_reused_run`)."""
+    from lstm_exp.tracking.store import (REUSED, REUSED_FROM_TAG, REUSED_SUFFIX, client, copy_reused_run,
+                                         ensure_experiment, find_finished_run, measured_at, report_from_run)
 
     mlflow_client = client(tracker.tracking_uri)
     earlier = find_finished_run(mlflow_client, ensure_experiment(mlflow_client, tracker.experiment_name), fingerprint)
     if earlier is None:
         return None
-    report = report_from_run(earlier, status="REUSED", job_num=job_num)
-    report.reused_from, report.overrides, report.job_dir = earlier.info.run_id, overrides, str(job_dir)
+    report = report_from_run(earlier, status=REUSED, job_num=job_num)
+    report.reused_from = earlier.data.tags.get(REUSED_FROM_TAG) or earlier.info.run_id
+    report.overrides, report.job_dir, report.measured_at = tags[OVERRIDES_TAG], str(job_dir), measured_at(earlier)
     if parent is not None:
-        mlflow_client.set_tag(parent.run_id, f"{REUSED_PREFIX}{job_num}", earlier.info.run_id)
-    print(f"lstm_exp: skip job {job_num} ({overrides or 'defaults'}): identical config FINISHED as run "
-          f"{earlier.info.run_id} ({earlier.info.run_name}); force=true recomputes")
+        report.run_name = run_name + REUSED_SUFFIX
+        report.run_id = copy_reused_run(mlflow_client, earlier, parent.run_id, report.run_name, tags)
+    print(f"lstm_exp: skip job {job_num} ({tags[OVERRIDES_TAG] or 'defaults'}): identical config FINISHED as run "
+          f"{report.reused_from} (measured {report.measured_at}); force=true recomputes")
     return report
 
 
@@ -147,14 +152,9 @@ def run_job(cfg: DictConfig) -> Optional[float]:
     except LstmExpError as err:
         error = err
     identity = identity_of(exp) if exp is not None else _identity_from_plain(plain)
-    run_name = cfg.tracking.get("run_name") or f"{identity['variant']}-b{identity['batch']}-{identity['split']}"
     parent = SweepParent.find(job_dir) if multirun else None
-    if (multirun and tracker.enabled and exp is not None and not exp.force and exp.stage in ("all", "infer")):
-        reused = _reuse_earlier(tracker, fingerprint, parent, job_num, job_dir, overrides)
-        if reused is not None:
-            reused.write(job_dir / "report.json")
-            print("\n".join(reused.summary_lines()))
-            return reused.accuracy.per
+    swept = swept_keys_of(tracker, parent)
+    run_name = cfg.tracking.get("run_name") or job_run_name(identity, swept, hydra_cfg.overrides.task)
     launcher, concurrent = launcher_info(hydra_cfg.get("launcher"))
     tags = {
         ROLE_TAG: "job", FINGERPRINT_TAG: fingerprint, OVERRIDES_TAG: overrides,
@@ -165,6 +165,14 @@ def run_job(cfg: DictConfig) -> Optional[float]:
     }
     if multirun:
         tags.update({JOB_NUM_TAG: str(job_num), "sweep_dir": str(Path(hydra_cfg.sweep.dir).resolve())})
+    if parent is not None:
+        tags[SWEEP_TAG] = parent.run_id
+    if (multirun and tracker.enabled and exp is not None and not exp.force and exp.stage in ("all", "infer")):
+        reused = _reuse_earlier(tracker, fingerprint, parent, job_num, job_dir, run_name, tags)
+        if reused is not None:
+            reused.write(job_dir / "report.json")
+            print("\n".join(reused.summary_lines()))
+            return reused.accuracy.per
     params = {**select_params(plain), "variant": identity["variant"], "batching": identity.get("batching", ""),
               "precision": identity.get("precision", "")}
     tracker.start(run_name, params, tags, parent_run_id=parent.run_id if parent else None)

@@ -48,7 +48,9 @@ def _runs(cwd: Path):
 
 
 def _job_runs(cwd: Path):
-    return [r for r in _runs(cwd) if r.data.tags.get("lstm_exp.role") == "job"]
+    """The runs that measured a job (a rerun's REUSED copies of them left out)."""
+    return [r for r in _runs(cwd) if r.data.tags.get("lstm_exp.role") == "job"
+            and r.data.tags.get("lstm_exp.status") != "REUSED"]
 
 
 def _sweeps(cwd: Path):
@@ -198,11 +200,14 @@ def test_rerunning_the_sweep_computes_no_job_again(sweep_dir):
     assert len(skips) == 4 and all("identical config FINISHED as run" in line for line in skips)
     assert {r.info.run_id for r in _job_runs(sweep_dir)} == before
     latest = _sweeps(sweep_dir)[0]
-    reused = {k: v for k, v in latest.data.tags.items() if k.startswith("lstm_exp.reused.")}
-    assert len(reused) == 4 and set(reused.values()) <= before
+    # each reused job is a child of the new parent that points at the measurement it carries
+    children = _children(sweep_dir, latest.info.run_id)
+    assert len(children) == 4 and {c.data.tags["lstm_exp.status"] for c in children} == {"REUSED"}
+    assert {c.data.tags["lstm_exp.reused_from"] for c in children} == before
     sweep_folder = Path(latest.data.tags["lstm_exp.sweep_dir"])
     rows = list(csv.DictReader((sweep_folder / "summary.csv").open()))
-    assert len(rows) == 4 and {r["status"] for r in rows} == {"REUSED"} and {r["run"] for r in rows} == before
+    assert len(rows) == 4 and {r["status"] for r in rows} == {"REUSED"}
+    assert {r["run"] for r in rows} == {c.info.run_id for c in children}
 
 
 def test_sweep_makes_one_finished_run_per_job(sweep_dir):

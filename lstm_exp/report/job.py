@@ -171,6 +171,8 @@ class JobReport:
     #: the earlier run this job's result comes from, for status REUSED
     reused_from: Optional[str] = None
     job_dir: Optional[str] = None
+    # issue 18: when the measurement a REUSED job carries was made (ISO 8601, UTC; the original run's end)
+    measured_at: Optional[str] = None
 
     # -- flat metrics <-> typed --------------------------------------------------------------
     @classmethod

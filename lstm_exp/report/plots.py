@@ -1,14 +1,23 @@
-"""PNG plots of a sweep (matplotlib, Agg backend): latency and throughput against batch size,
-one line per variant, with the guide's own figures as labelled reference points where the
-configuration matches; PER per variant and decode type.
+"""Plots of a sweep (matplotlib, Agg backend), each as PNG (150 dpi) and SVG:
 
-The guide's figures (shared/reference/RECIPE.md, "Performance figures reported"):
+* ``latency_vs_<axis>``: ms per batch, model execute, one line per variant: p50 with a band to
+  p99; ``throughput_vs_<axis>``: utterances per second.  ``<axis>`` is ``batch`` when the sweep
+  varies the batch size, else the axis it does vary (batching, decode, precision, model), else
+  ``variant``.  A y axis whose values span more than 10x is log-scaled.
+* ``per_by_variant``: PER per variant and decode type, each bar labelled with its value, the
+  whiskers the spread over the other axes (or the 95% interval where runs carry
+  ``per_ci95_low``/``per_ci95_high``), the y axis zoomed to the data.
+
+The guide's figures (shared/reference/RECIPE.md, "Performance figures reported") are always
+drawn, as grey reference marks labelled "(guide's hardware)": other machines, for scale only.
 
 * Ascend 310, one chip, model execute only, ms per batch at batch 1/4/8/16/32:
   179.183 / 187.361 / 202.751 / 195.763 / 260.119 (5.6 / 21.3 / 39.5 / 81.7 / 123.0 utt/s).
-  Drawn when the sweep has an ``acl`` variant, against ``infer_ms`` (model execute only).
 * NVIDIA T4, onnxruntime-gpu, batch 16: 92.33 ms, 173.3 utt/s, session.run on numpy inputs
-  (copies included). Drawn when the sweep has an onnxruntime variant on CUDA.
+  (copies included).
+
+:func:`matching_reference` says which of them compare like with like (an acl variant against
+the Ascend figures, onnxruntime on CUDA against the T4 one).
 """
 from __future__ import annotations
 
@@ -18,6 +27,15 @@ from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 from lstm_exp.report.job import JobReport
+
+DPI = 150
+FORMATS = ("png", "svg")
+#: a y axis is log-scaled when its largest value is more than this times its smallest
+LOG_SPAN = 10.0
+#: the axes a sweep may vary besides the variant, in the order a plot prefers them
+X_AXES = ("batch", "batching", "decode", "precision", "model")
+DONE = ("FINISHED", "REUSED")
+GUIDE = "(guide's hardware)"
 
 
 @dataclass(frozen=True)
@@ -39,114 +57,193 @@ def _is_ort_cuda(r: JobReport) -> bool:
 
 
 GUIDE_REFERENCE = tuple(
-    ReferencePoint("guide: Ascend 310 (model execute)", b, ms, ups, _is_acl)
+    ReferencePoint(f"Ascend 310, model execute {GUIDE}", b, ms, ups, _is_acl)
     for b, ms, ups in ((1, 179.183, 5.6), (4, 187.361, 21.3), (8, 202.751, 39.5), (16, 195.763, 81.7),
                        (32, 260.119, 123.0))
-) + (ReferencePoint("guide: T4 onnxruntime-gpu (copies incl.)", 16, 92.33, 173.3, _is_ort_cuda),)
+) + (ReferencePoint(f"T4 onnxruntime-gpu, copies incl. {GUIDE}", 16, 92.33, 173.3, _is_ort_cuda),)
 
 
 def matching_reference(reports: Sequence[JobReport]) -> list[ReferencePoint]:
+    """The guide's figures that compare like with like with some variant of the sweep."""
     return [p for p in GUIDE_REFERENCE if any(p.matches(r) for r in reports)]
 
 
-def _lines(reports: Sequence[JobReport], value: Callable[[JobReport], Optional[float]]) -> dict[str, list[tuple[int, float]]]:
-    series: dict[str, list[tuple[int, float]]] = defaultdict(list)
+def x_axis(reports: Sequence[JobReport]) -> str:
+    """What the sweep varies besides the variant (batch first), else ``variant``."""
+    for axis in X_AXES:
+        if len({getattr(r, axis) for r in reports}) > 1:
+            return axis
+    return "variant"
+
+
+def _label(r: JobReport, x: str) -> str:
+    """A line's name: the variant plus every varying axis that is not the x axis."""
+    return r.variant + "".join(f" {getattr(r, a)}" for a in ("batching", "decode") if a != x and getattr(r, a))
+
+
+def _series(reports, x: str, value: Callable[[JobReport], Optional[float]]) -> dict[str, list[tuple]]:
+    """Line label -> [(x value, report)] of the jobs with a measurement of ``value``."""
+    series: dict[str, list[tuple]] = defaultdict(list)
     for r in reports:
-        v = value(r)
-        if r.status in ("FINISHED", "REUSED") and r.batch is not None and v is not None:
-            label = r.variant + (f" {r.batching}" if r.batching else "") + (f" {r.decode}" if r.decode else "")
-            series[label].append((int(r.batch), float(v)))
-    return {k: sorted(v) for k, v in sorted(series.items())}
+        if r.status in DONE and value(r) is not None and getattr(r, x) not in (None, ""):
+            series[_label(r, x)].append((getattr(r, x), r))
+    return {k: sorted(v, key=lambda p: (str(type(p[0])), p[0])) for k, v in sorted(series.items())}
 
 
-def _against_batch(reports, value, ref_value, ylabel: str, title: str, path: Path) -> Path:
+def _log_if_wide(ax, values: Sequence[float]) -> bool:
+    positive = [v for v in values if v and v > 0]
+    if positive and max(positive) > LOG_SPAN * min(positive):
+        ax.set_yscale("log")
+        return True
+    return False
+
+
+def _figure():
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=100)
-    series = _lines(reports, value)
-    for label, points in series.items():
-        xs, ys = zip(*points)
-        ax.plot(xs, ys, marker="o", label=label)
-    refs = matching_reference(reports)
+    return plt, *plt.subplots(figsize=(8, 5))
+
+
+def _save(plt, fig, stem: Path) -> list[Path]:
+    fig.tight_layout()
+    paths = []
+    for fmt in FORMATS:
+        path = stem.with_suffix(f".{fmt}")
+        fig.savefig(path, dpi=DPI)
+        paths.append(path)
+    plt.close(fig)
+    return paths
+
+
+def _draw_guide(ax, x: str, ref_value: Callable[[ReferencePoint], float]) -> list[float]:
+    """The guide's figures: points against batch, else dashed horizontal marks; returns their values."""
     by_label: dict[str, list[ReferencePoint]] = defaultdict(list)
-    for p in refs:
+    for p in GUIDE_REFERENCE:
         by_label[p.label].append(p)
-    for label, points in by_label.items():
-        xs = [p.batch for p in points]
+    values = []
+    for (label, points), marker in zip(by_label.items(), ("*", "P")):
         ys = [ref_value(p) for p in points]
-        ax.scatter(xs, ys, marker="*", s=120, zorder=5, label=label)
-        for x, y in zip(xs, ys):
-            ax.annotate(f"{y:g}", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
-    ax.set_xscale("log", base=2)
-    batches = sorted({x for points in series.values() for x, _ in points} | {p.batch for p in refs})
-    if batches:
+        values += ys
+        if x == "batch":
+            ax.plot([p.batch for p in points], ys, linestyle=":", marker=marker, markersize=9, color="0.45",
+                    label=label)
+            for p, y in zip(points, ys):
+                ax.annotate(f"{y:g}", (p.batch, y), textcoords="offset points", xytext=(5, 3), fontsize=7,
+                            color="0.35")
+        else:
+            for y in ys:
+                ax.axhline(y, linestyle=":", color="0.55", linewidth=1)
+            ax.plot([], [], linestyle=":", color="0.55", label=f"{label}: {', '.join(f'{y:g}' for y in ys)}")
+    return values
+
+
+def _against(reports, x: str, value, band, ref_value, ylabel: str, title: str, stem: Path) -> list[Path]:
+    plt, fig, ax = _figure()
+    series = _series(reports, x, value)
+    categories = sorted({p[0] for pts in series.values() for p in pts}, key=str) if x != "batch" else []
+    position = (lambda v: v) if x == "batch" else (lambda v: categories.index(v))
+    values = []
+    for label, points in series.items():
+        xs = [position(p[0]) for p in points]
+        ys = [value(p[1]) for p in points]
+        values += ys
+        line, = ax.plot(xs, ys, marker="o", label=label)
+        if band is not None:
+            tops = [band(p[1]) if band(p[1]) is not None else value(p[1]) for p in points]
+            values += tops
+            ax.fill_between(xs, ys, tops, color=line.get_color(), alpha=0.15, linewidth=0)
+    values += _draw_guide(ax, x, ref_value)
+    log = _log_if_wide(ax, values)
+    _x_ticks(ax, x, series, categories)
+    ax.set_ylabel(ylabel + (" (log scale)" if log else ""))
+    ax.set_title(title, fontsize=10)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7, loc="best")
+    return _save(plt, fig, stem)
+
+
+def _x_ticks(ax, x: str, series, categories) -> None:
+    if x == "batch":
+        ax.set_xscale("log", base=2)
+        batches = sorted({p[0] for pts in series.values() for p in pts} | {p.batch for p in GUIDE_REFERENCE})
         ax.set_xticks(batches)
         ax.set_xticklabels([str(b) for b in batches])
         ax.minorticks_off()
-    ax.set_xlabel("batch size (utterances)")
-    ax.set_ylabel(ylabel)
-    note = "" if refs else " (no guide figure matches these variants)"
-    ax.set_title(title + note, fontsize=10)
-    ax.grid(True, alpha=0.3)
-    if series or refs:
-        ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+        ax.set_xlabel("batch size (utterances)")
+    else:
+        ax.set_xticks(range(len(categories)))
+        ax.set_xticklabels([str(c) for c in categories], rotation=15, fontsize=8)
+        ax.set_xlim(-0.5, max(len(categories) - 0.5, 0.5))
+        ax.set_xlabel(x)
 
 
-def _per_bars(reports: Sequence[JobReport], path: Path) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    groups: dict[tuple[str, str], list[float]] = defaultdict(list)
+def _per_groups(reports) -> dict[tuple[str, str], list[JobReport]]:
+    groups: dict[tuple[str, str], list[JobReport]] = defaultdict(list)
     for r in reports:
-        if r.status in ("FINISHED", "REUSED") and r.accuracy.per is not None:
-            groups[(r.variant, r.decode)].append(r.accuracy.per)
+        if r.status in DONE and r.accuracy.per is not None:
+            groups[(r.variant, r.decode)].append(r)
+    return groups
+
+
+def _per_whisker(jobs: list[JobReport], mean: float) -> tuple[float, float]:
+    """Down and up from ``mean``: the 95% interval when every job has one, else min to max."""
+    lows = [r.extra.get("per_ci95_low") for r in jobs]
+    highs = [r.extra.get("per_ci95_high") for r in jobs]
+    if all(v is not None for v in lows + highs):
+        return mean - min(lows), max(highs) - mean
+    pers = [r.accuracy.per for r in jobs]
+    return mean - min(pers), max(pers) - mean
+
+
+def _per_bars(reports: Sequence[JobReport], stem: Path) -> list[Path]:
+    plt, fig, ax = _figure()
+    groups = _per_groups(reports)
     variants = sorted({v for v, _ in groups})
     decodes = sorted({d for _, d in groups})
-    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=100)
     width = 0.8 / max(len(decodes), 1)
+    tops, bottoms = [], []
     for j, decode in enumerate(decodes):
-        xs, heights, lo, hi = [], [], [], []
         for i, variant in enumerate(variants):
-            values = groups.get((variant, decode))
-            if values:
-                mean = sum(values) / len(values)
-                xs.append(i + j * width)
-                heights.append(mean)
-                lo.append(mean - min(values))
-                hi.append(max(values) - mean)
-        ax.bar(xs, heights, width, yerr=[lo, hi], capsize=3, label=f"decode={decode}")
+            jobs = groups.get((variant, decode))
+            if not jobs:
+                continue
+            mean = sum(r.accuracy.per for r in jobs) / len(jobs)
+            down, up = _per_whisker(jobs, mean)
+            x = i + j * width
+            ax.bar(x, mean, width, yerr=[[down], [up]], capsize=3, color=f"C{j}", label=f"decode={decode}")
+            ax.annotate(f"{mean:.2f}", (x, mean + up), textcoords="offset points", xytext=(0, 3), ha="center",
+                        fontsize=8)
+            tops.append(mean + up)
+            bottoms.append(mean - down)
+    if tops:
+        span = max(max(tops) - min(bottoms), 0.05 * max(tops), 0.1)
+        ax.set_ylim(max(min(bottoms) - span, 0), max(tops) + span * 0.6)
     ax.set_xticks([i + width * (len(decodes) - 1) / 2 for i in range(len(variants))])
     ax.set_xticklabels(variants, rotation=15, fontsize=8)
-    ax.set_ylabel("PER % (the guide's \"WER\")")
-    ax.set_title("phone error rate per variant and decode type\n(bar: mean over batch sizes; whiskers: min to max)",
-                 fontsize=10)
+    ax.set_ylabel("PER % (the guide's \"WER\"; y axis zoomed to the data)")
+    ax.set_title("phone error rate per variant and decode type\n(bar: mean over the sweep's other axes; "
+                 "whiskers: min to max, or the 95% interval where recorded)", fontsize=10)
     ax.grid(True, axis="y", alpha=0.3)
-    if groups:
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    handles, labels = ax.get_legend_handles_labels()
+    if handles:
+        ax.legend(dict(zip(labels, handles)).values(), dict(zip(labels, handles)).keys(), fontsize=8)
+    return _save(plt, fig, stem)
 
 
 def write_plots(reports: Sequence[JobReport], out_dir: Path) -> list[Path]:
-    """latency_vs_batch.png, throughput_vs_batch.png, per_by_variant.png under ``out_dir``."""
+    """latency_vs_<axis>, throughput_vs_<axis> and per_by_variant, as .png and .svg, under ``out_dir``."""
     out_dir = Path(out_dir)
+    x = x_axis(reports)
+    against = "batch size" if x == "batch" else x
     return [
-        _against_batch(reports, lambda r: r.infer_ms.p50, lambda p: p.ms_per_batch,
-                       "ms per batch, model execute, p50", "latency against batch size",
-                       out_dir / "latency_vs_batch.png"),
-        _against_batch(reports, lambda r: r.throughput.utt_s, lambda p: p.utt_s,
-                       "utterances / s (model execute time)", "throughput against batch size",
-                       out_dir / "throughput_vs_batch.png"),
-        _per_bars(reports, out_dir / "per_by_variant.png"),
+        *_against(reports, x, lambda r: r.infer_ms.p50, lambda r: r.infer_ms.p99, lambda p: p.ms_per_batch,
+                  "ms per batch, model execute", f"latency against {against}: line p50, band to p99",
+                  out_dir / f"latency_vs_{x}"),
+        *_against(reports, x, lambda r: r.throughput.utt_s, None, lambda p: p.utt_s,
+                  "utterances / s (model execute time)", f"throughput against {against}",
+                  out_dir / f"throughput_vs_{x}"),
+        *_per_bars(reports, out_dir / "per_by_variant"),
     ]

@@ -1,6 +1,11 @@
-"""SweepSummary: the answer of a sweep, one row per job (a :class:`JobReport`), as CSV, Markdown
-and PNG plots.  Built either from the job reports the store holds (the sweep callback, and
-``python -m lstm_exp.report``) or from ``report.json`` files in job folders (tracking=none)."""
+"""SweepSummary: the answer of a sweep, one row per job (a :class:`JobReport`), as CSV, Markdown,
+a terminal table that fits 120 columns, conclusion lines and plots.  Built either from the job
+reports the store holds (the sweep callback, and ``python -m lstm_exp.report``) or from
+``report.json`` files in job folders (tracking=none).
+
+Adding a column is one entry in :data:`COLUMNS` (``TERMINAL`` names those the terminal shows);
+adding a conclusion is one function in :data:`CONCLUSIONS` (``summary -> lines``).  Columns whose
+metric no job carries (the PER interval before runs record one) are left out."""
 from __future__ import annotations
 
 import csv
@@ -20,6 +25,7 @@ COLUMNS = (
     ("precision", lambda r: r.precision),
     ("decode", lambda r: r.decode),
     ("PER %", lambda r: _num(r.accuracy.per)),
+    ("PER 95% CI", lambda r: _interval(r.extra.get("per_ci95_low"), r.extra.get("per_ci95_high"))),
     ("CER %", lambda r: _num(r.accuracy.cer)),
     ("infer_ms p50", lambda r: _num(r.infer_ms.p50)),
     ("infer_ms p99", lambda r: _num(r.infer_ms.p99)),
@@ -30,13 +36,29 @@ COLUMNS = (
 )
 
 
+#: the columns of the terminal table (it must fit 120 columns: run ids are in the CSV); of these,
+#: batching, precision and decode appear only when they vary within the sweep
+TERMINAL = ("job", "variant", "batch", "batching", "precision", "decode", "PER %", "PER 95% CI", "infer_ms p50",
+            "infer_ms p99", "utt/s", "status")
+OPTIONAL_AXES = ("batching", "precision", "decode")
+TERMINAL_WIDTH = 120
+#: two PER values closer than this (percentage points) are "the same PER"
+SAME_PER = 0.005
+DONE = ("FINISHED", "REUSED")
+
+
 def sweep_title(parent_name: str, overrides: str) -> str:
     """The table's heading: the same from the sweep callback and from ``python -m lstm_exp.report``."""
-    return f"sweep {parent_name}: {overrides}"
+    name = parent_name if parent_name.startswith("sweep") else f"sweep {parent_name}"
+    return f"{name}: {overrides}"
 
 
 def _num(value: Optional[float], digits: int = 2) -> str:
     return "" if value is None else f"{value:.{digits}f}"
+
+
+def _interval(low: Optional[float], high: Optional[float]) -> str:
+    return "" if low is None or high is None else f"{low:.2f}-{high:.2f}"
 
 
 @dataclass
@@ -49,9 +71,49 @@ class SweepSummary:
     title: str = "lstm_exp sweep"
     #: jobs that left no report at all (killed, crashed before tracking): one line each
     missing: list[str] = field(default_factory=list)
+    #: the variant speed-ups are measured against (None: the sweep's first variant)
+    baseline: Optional[str] = None
 
     def __post_init__(self) -> None:
         self.reports = sorted(self.reports, key=lambda r: (r.job_num is None, r.job_num or 0, r.variant, r.batch or 0))
+
+    # -- what the sweep is -------------------------------------------------------------------
+    @property
+    def done(self) -> list[JobReport]:
+        """The jobs with a measurement (finished now or reused)."""
+        return [r for r in self.reports if r.status in DONE]
+
+    @property
+    def variants(self) -> list[str]:
+        """The variants in job order."""
+        return list(dict.fromkeys(r.variant for r in self.reports if r.variant))
+
+    def varies(self, axis: str) -> bool:
+        """Whether the jobs differ in ``axis`` (a JobReport field: batch, batching, decode, ...)."""
+        return len({getattr(r, axis) for r in self.reports}) > 1
+
+    def baseline_variant(self) -> Optional[str]:
+        """``baseline`` if set, else the first variant; raises ConfigError for a variant the sweep
+        does not have."""
+        from lstm_exp.errors import ConfigError
+
+        if self.baseline and self.baseline not in self.variants:
+            raise ConfigError(f"report.baseline={self.baseline} is not a variant of this sweep: write one of "
+                              f"{', '.join(self.variants) or '(none ran)'}, or leave it null (the first variant)")
+        return self.baseline or (self.variants[0] if self.variants else None)
+
+    def best(self) -> Optional[JobReport]:
+        """The job with the highest throughput."""
+        timed = [r for r in self.done if r.throughput.utt_s is not None]
+        return max(timed, key=lambda r: r.throughput.utt_s) if timed else None
+
+    def conclusions(self) -> list[str]:
+        """The sweep's answer in a few lines (every function of :data:`CONCLUSIONS`)."""
+        return [line for conclude in CONCLUSIONS for line in conclude(self)]
+
+    def columns(self) -> list[tuple]:
+        """COLUMNS less those no job has a value for among the optional metric columns."""
+        return [(name, get) for name, get in COLUMNS if name != "PER 95% CI" or any(get(r) for r in self.reports)]
 
     @property
     def failures(self) -> list[str]:
@@ -68,26 +130,50 @@ class SweepSummary:
         return bool(self.failures)
 
     def rows(self) -> list[dict[str, object]]:
-        return [{name: get(r) for name, get in COLUMNS} for r in self.reports]
+        columns = self.columns()
+        return [{name: get(r) for name, get in columns} for r in self.reports]
 
     def to_csv(self) -> str:
         buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=[name for name, _ in COLUMNS], lineterminator="\n")
+        writer = csv.DictWriter(buffer, fieldnames=[name for name, _ in self.columns()], lineterminator="\n")
         writer.writeheader()
         writer.writerows(self.rows())
         return buffer.getvalue()
 
-    def to_markdown(self) -> str:
-        names = [name for name, _ in COLUMNS]
+    def to_markdown(self, names: Optional[Sequence[str]] = None) -> str:
+        """The table (``names``: these columns only), the conclusions and the failed jobs."""
+        rows = self.rows()
+        names = [n for n in (names or [name for name, _ in self.columns()]) if not rows or n in rows[0]]
         lines = [f"## {self.title}", "", "| " + " | ".join(names) + " |", "|" + "---|" * len(names)]
-        for row in self.rows():
+        for row in rows:
             lines.append("| " + " | ".join(str(row[n]) for n in names) + " |")
         lines += ["", "PER is the phone error rate (the guide's \"WER\"); infer_ms is model execute only, per batch; "
                       "utt/s = utterances per second of model execute time; RTF = model seconds per second of audio."]
+        conclusions = self.conclusions()
+        if conclusions:
+            lines += ["", "**Conclusions:**", ""] + [f"- {line}" for line in conclusions]
         failures = self.failures
         if failures:
             lines += ["", f"**{len(failures)} job(s) failed:**", ""] + [f"- {line}" for line in failures]
         return "\n".join(lines) + "\n"
+
+    def terminal_names(self) -> list[str]:
+        present = {name for name, _ in self.columns()}
+        return [n for n in TERMINAL if n in present and (n not in OPTIONAL_AXES or self.varies(n))]
+
+    def to_terminal(self) -> str:
+        """A plain-text table that fits :data:`TERMINAL_WIDTH` columns, then the conclusions and
+        the failed jobs (run ids are in summary.csv)."""
+        names = self.terminal_names()
+        rows = [[str(row[n]) for n in names] for row in self.rows()]
+        widths = [max([len(n), *(len(r[i]) for r in rows)]) for i, n in enumerate(names)]
+        line = lambda cells: "  ".join(c.ljust(w) if i < 2 else c.rjust(w)
+                                       for i, (c, w) in enumerate(zip(cells, widths)))[:TERMINAL_WIDTH].rstrip()
+        out = [self.title[:TERMINAL_WIDTH], line(names), line(["-" * w for w in widths]), *(line(r) for r in rows)]
+        out += [f"- {c}"[:TERMINAL_WIDTH * 2] for c in self.conclusions()]
+        if self.failures:
+            out += [f"{len(self.failures)} job(s) failed:"] + [f"  {f}" for f in self.failures]
+        return "\n".join(out) + "\n"
 
     def write(self, out_dir: Path) -> list[Path]:
         """summary.csv, summary.md and the plots under ``out_dir``; returns the paths written."""
@@ -98,6 +184,11 @@ class SweepSummary:
         (out_dir / "summary.csv").write_text(self.to_csv())
         (out_dir / "summary.md").write_text(self.to_markdown())
         return [out_dir / "summary.csv", out_dir / "summary.md", *write_plots(self.reports, out_dir)]
+
+    def description(self, view_url: Optional[str] = None) -> str:
+        """The parent run's description (Markdown, the first thing its MLflow page shows)."""
+        text = self.to_markdown(names=[*self.terminal_names(), "RTF"])
+        return text + (f"\nThe sweep's saved view (table and charts): {view_url}\n" if view_url else "")
 
     @classmethod
     def from_job_dirs(cls, job_dirs: Sequence[Path], **kwargs) -> "SweepSummary":
@@ -111,3 +202,84 @@ class SweepSummary:
             else:
                 missing.append(f"{job_dir}: the job left no report.json (killed or crashed; see its log)")
         return cls(reports=reports, missing=missing, **kwargs)
+
+
+# -- conclusions: each takes the summary and gives zero or more lines ------------------------
+def _by_batch(summary: SweepSummary) -> dict[Optional[int], list[JobReport]]:
+    groups: dict[Optional[int], list[JobReport]] = {}
+    for r in summary.done:
+        if r.throughput.utt_s is not None:
+            groups.setdefault(r.batch, []).append(r)
+    return dict(sorted(groups.items(), key=lambda kv: kv[0] or 0))
+
+
+def _label(r: JobReport, summary: SweepSummary) -> str:
+    extra = [getattr(r, axis) for axis in OPTIONAL_AXES if summary.varies(axis)]
+    return " ".join([r.variant, *extra])
+
+
+def fastest_per_batch(summary: SweepSummary) -> list[str]:
+    lines = []
+    for batch, jobs in _by_batch(summary).items():
+        best = max(jobs, key=lambda r: r.throughput.utt_s)
+        lines.append(f"batch {batch}: fastest {_label(best, summary)}, {best.throughput.utt_s:.1f} utt/s "
+                     f"(p50 {_num(best.infer_ms.p50)} ms per batch)")
+    return lines
+
+
+def speedups(summary: SweepSummary) -> list[str]:
+    """Throughput of each other variant over the baseline's, at the batches both ran."""
+    baseline = summary.baseline_variant()
+    if baseline is None or len(summary.variants) < 2:
+        return []
+    lines = []
+    for variant in summary.variants:
+        if variant == baseline:
+            continue
+        ratios = []
+        for batch, jobs in _by_batch(summary).items():
+            base = [r.throughput.utt_s for r in jobs if r.variant == baseline]
+            other = [r.throughput.utt_s for r in jobs if r.variant == variant]
+            if base and other and base[0] > 0:
+                ratios.append(f"{other[0] / base[0]:.2f}x at b{batch}")
+        if ratios:
+            lines.append(f"{variant} against {baseline} (throughput): " + ", ".join(ratios))
+    return lines
+
+
+def per_differs(summary: SweepSummary) -> list[str]:
+    """Whether PER differs between variants run on the same batch (and, with intervals, whether
+    the difference is larger than they are)."""
+    pers = [r for r in summary.done if r.accuracy.per is not None]
+    if not pers:
+        return []
+    low, high = min(r.accuracy.per for r in pers), max(r.accuracy.per for r in pers)
+    spread = f"PER {low:.2f} %" if high - low < SAME_PER else f"PER {low:.2f}-{high:.2f} %"
+    gaps = []
+    for batch in {r.batch for r in pers}:
+        same_batch = [r for r in pers if r.batch == batch]
+        if len(same_batch) > 1:
+            low, high = min(same_batch, key=lambda r: r.accuracy.per), max(same_batch, key=lambda r: r.accuracy.per)
+            gaps.append((high.accuracy.per - low.accuracy.per, batch, low, high))
+    if not gaps:
+        return [f"{spread} over the sweep"]
+    gap, batch, low, high = max(gaps, key=lambda g: g[0])
+    if gap < SAME_PER:
+        return [f"{spread}; at each batch size every variant gives the same PER"]
+    overlap = _intervals_overlap(low, high)
+    verdict = ("within their 95% intervals" if overlap else "beyond their 95% intervals" if overlap is False
+               else "no intervals recorded")
+    return [f"{spread}; PER differs by up to {gap:.2f} points at batch {batch} ({_label(low, summary)} "
+            f"{low.accuracy.per:.2f} vs {_label(high, summary)} {high.accuracy.per:.2f}; {verdict})"]
+
+
+def _intervals_overlap(a: JobReport, b: JobReport) -> Optional[bool]:
+    bounds = [r.extra.get(k) for r in (a, b) for k in ("per_ci95_low", "per_ci95_high")]
+    if any(v is None for v in bounds):
+        return None
+    a_low, a_high, b_low, b_high = bounds
+    return a_low <= b_high and b_low <= a_high
+
+
+#: the conclusion lines, in order
+CONCLUSIONS = (fastest_per_batch, speedups, per_differs)

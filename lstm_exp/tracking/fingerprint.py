@@ -14,7 +14,7 @@ import json
 from typing import Any, Mapping
 
 #: top-level keys that do not change what a job computes
-RUN_ONLY_KEYS = ("tracking", "progress", "force", "paths")
+RUN_ONLY_KEYS = ("tracking", "progress", "force", "paths", "report")
 #: (group, key) of config values that name a file whose content decides the result
 FILE_KEYS = (("model", "checkpoint"), ("model", "units_file"), ("export", "onnx_file"), ("data", "cmvn"),
              ("data", "dev_speakers_list"), ("data", "test_speakers_list"))

@@ -8,7 +8,14 @@ Tags lstm_exp writes (besides MLflow's own ``mlflow.parentRunId`` / ``mlflow.run
     lstm_exp.job_num         the Hydra job number within its sweep
     lstm_exp.overrides       the job's (or sweep's) overrides
     lstm_exp.error           one line, on a FAILED job
-    lstm_exp.reused.<num>    on a sweep's parent: job <num> reused this earlier run id
+    lstm_exp.sweep           on a sweep's parent and every job of it: the parent's run id (the
+                             saved view's filter)
+    lstm_exp.swept           on a sweep's parent: the config keys its overrides sweep, comma-separated
+    lstm_exp.status          REUSED on a job copied from an earlier measurement
+    lstm_exp.reused_from     on a REUSED job: the run id of the original measurement
+    lstm_exp.measured_at     on a REUSED job: when the original measurement ended (ISO 8601, UTC)
+    lstm_exp.reused.<num>    on a parent of an older version: job <num> reused this earlier run id
+                             (still read; sweeps now copy a reused job under their parent instead)
     lstm_exp.sweep_dir / lstm_exp.launcher / lstm_exp.concurrent_jobs
 """
 from __future__ import annotations
@@ -17,6 +24,7 @@ import fcntl
 import logging
 import os
 from contextlib import contextmanager
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
@@ -37,6 +45,16 @@ ERROR_TAG = "lstm_exp.error"
 #: MLflow's run description (Markdown), shown at the top of the run page
 DESCRIPTION_TAG = "mlflow.note.content"
 REUSED_PREFIX = "lstm_exp.reused."
+SWEEP_TAG = "lstm_exp.sweep"
+SWEPT_TAG = "lstm_exp.swept"
+STATUS_TAG = "lstm_exp.status"
+REUSED_FROM_TAG = "lstm_exp.reused_from"
+MEASURED_AT_TAG = "lstm_exp.measured_at"
+REUSED = "REUSED"
+#: what a reused job's run name ends with
+REUSED_SUFFIX = " (reused)"
+#: the job artefact that a reused job carries over from the original measurement
+REPORT_ARTIFACT = "report.json"
 
 
 def quiet_alembic() -> None:
@@ -149,24 +167,96 @@ def find_finished_run(mlflow_client, experiment_id: str, fingerprint: str):
 
 
 def sweep_reports(mlflow_client, parent_run) -> list[JobReport]:
-    """Every job of a sweep: its nested children, plus the earlier runs it reused."""
+    """Every job of a sweep: its nested children (reused ones are children too, status REUSED),
+    plus, for parents written before reused jobs were copied, the earlier runs its
+    ``lstm_exp.reused.<num>`` tags name (unless a child already stands for that job)."""
     experiment_id = parent_run.info.experiment_id
     children = _search_all(mlflow_client, experiment_id, f"tags.`{PARENT_TAG}` = '{parent_run.info.run_id}'")
-    reports = []
-    for run in children:
-        status = run.info.status
-        if status == "RUNNING" and parent_run.info.status != "RUNNING":
-            status = "FAILED"  # the sweep is over: a job still RUNNING was killed
-        report = report_from_run(run, status=status)
-        if status == "FAILED" and not report.error:
-            report.error = "the job's run did not finish (killed?)"
-        reports.append(report)
+    reports = [_child_report(run, parent_run) for run in children]
+    seen = {r.job_num for r in reports}
     for key, run_id in parent_run.data.tags.items():
-        if key.startswith(REUSED_PREFIX):
-            earlier = mlflow_client.get_run(run_id)
-            reports.append(report_from_run(earlier, status="REUSED", job_num=_int(key[len(REUSED_PREFIX):])))
+        job_num = _int(key[len(REUSED_PREFIX):]) if key.startswith(REUSED_PREFIX) else None
+        if key.startswith(REUSED_PREFIX) and job_num not in seen:
+            reports.append(report_from_run(mlflow_client.get_run(run_id), status=REUSED, job_num=job_num))
             reports[-1].reused_from = run_id
     return reports
+
+
+def _child_report(run, parent_run) -> JobReport:
+    status = run.info.status
+    if status == "RUNNING" and parent_run.info.status != "RUNNING":
+        status = "FAILED"  # the sweep is over: a job still RUNNING was killed
+    if status == "FINISHED" and run.data.tags.get(STATUS_TAG) == REUSED:
+        status = REUSED
+    report = report_from_run(run, status=status)
+    report.reused_from = run.data.tags.get(REUSED_FROM_TAG)
+    report.measured_at = run.data.tags.get(MEASURED_AT_TAG)
+    if status == "FAILED" and not report.error:
+        report.error = "the job's run did not finish (killed?)"
+    return report
+
+
+def measured_at(run) -> str:
+    """When a run's measurement was made (ISO 8601, UTC): its own ``lstm_exp.measured_at`` when it
+    is itself a copy, else its end (or start) time."""
+    if run.data.tags.get(MEASURED_AT_TAG):
+        return run.data.tags[MEASURED_AT_TAG]
+    millis = run.info.end_time or run.info.start_time or 0
+    return datetime.fromtimestamp(millis / 1000, tz=timezone.utc).isoformat(timespec="seconds")
+
+
+#: tags of the earlier run that a copy does not carry over (MLflow's bookkeeping, the old parent)
+_NOT_COPIED = (PARENT_TAG, "mlflow.runName", "mlflow.user", "mlflow.source.", "mlflow.note.content", SWEEP_TAG,
+               JOB_NUM_TAG, OVERRIDES_TAG, "hydra.job_dir", "sweep_dir")
+
+
+def copy_reused_run(mlflow_client, earlier, parent_run_id: str, run_name: str, tags: dict[str, str]) -> str:
+    """A new FINISHED child of ``parent_run_id`` standing for a job whose identical configuration
+    ``earlier`` measured: its params, latest metrics, dataset inputs and ``report.json``, tagged
+    REUSED with ``lstm_exp.reused_from`` (the original measurement, through earlier copies) and
+    ``lstm_exp.measured_at``; ``tags`` are the new job's own (job number, overrides, sweep).
+    Returns the new run's id."""
+    from mlflow.entities import Metric, Param
+
+    original = earlier.data.tags.get(REUSED_FROM_TAG) or earlier.info.run_id
+    copied = {k: v for k, v in earlier.data.tags.items() if not k.startswith(_NOT_COPIED)}
+    copied.update(tags)
+    copied.update({PARENT_TAG: parent_run_id, STATUS_TAG: REUSED, REUSED_FROM_TAG: original,
+                   MEASURED_AT_TAG: measured_at(earlier)})
+    run = mlflow_client.create_run(earlier.info.experiment_id, run_name=run_name, tags=copied)
+    run_id = run.info.run_id
+    try:
+        stamp = earlier.info.end_time or earlier.info.start_time or 0
+        mlflow_client.log_batch(
+            run_id,
+            metrics=[Metric(k, float(v), stamp, 0) for k, v in earlier.data.metrics.items()],
+            params=[Param(k, v) for k, v in earlier.data.params.items()],
+        )
+        _copy_inputs(mlflow_client, earlier, run_id)
+        _copy_report(mlflow_client, earlier, run_id)
+    except Exception:
+        mlflow_client.set_terminated(run_id, "FAILED")
+        raise
+    mlflow_client.set_terminated(run_id, "FINISHED")
+    return run_id
+
+
+def _copy_inputs(mlflow_client, earlier, run_id: str) -> None:
+    inputs = getattr(getattr(earlier, "inputs", None), "dataset_inputs", None) or []
+    if inputs:
+        mlflow_client.log_inputs(run_id, datasets=list(inputs))
+
+
+def _copy_report(mlflow_client, earlier, run_id: str) -> None:
+    """The earlier run's ``report.json`` artefact, when it has one (tracking.log_artifacts=false
+    leaves none)."""
+    import tempfile
+
+    if not any(f.path == REPORT_ARTIFACT for f in mlflow_client.list_artifacts(earlier.info.run_id)):
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        local = mlflow_client.download_artifacts(earlier.info.run_id, REPORT_ARTIFACT, tmp)
+        mlflow_client.log_artifact(run_id, local)
 
 
 def _search_all(mlflow_client, experiment_id: str, filter_string: str) -> list:
@@ -180,11 +270,25 @@ def _search_all(mlflow_client, experiment_id: str, filter_string: str) -> list:
             return runs
 
 
-def latest_sweep(mlflow_client, experiment_name: str):
-    """The most recent sweep parent run of an experiment, or None."""
+def sweep_parents(mlflow_client, experiment_name: str) -> list:
+    """The sweep parent runs of an experiment, newest first (empty if there is no such experiment)."""
     experiment = mlflow_client.get_experiment_by_name(experiment_name)
     if experiment is None:
-        return None
-    runs = mlflow_client.search_runs([experiment.experiment_id], filter_string=f"tags.`{ROLE_TAG}` = 'sweep'",
-                                     order_by=["attributes.start_time DESC"], max_results=1)
-    return runs[0] if runs else None
+        return []
+    runs = _search_all(mlflow_client, experiment.experiment_id, f"tags.`{ROLE_TAG}` = 'sweep'")
+    return sorted(runs, key=lambda r: r.info.start_time or 0, reverse=True)
+
+
+def has_finished_job(mlflow_client, parent_run) -> bool:
+    """Whether at least one job of the sweep finished (measured now or reused)."""
+    finished = mlflow_client.search_runs(
+        [parent_run.info.experiment_id], max_results=1,
+        filter_string=f"tags.`{PARENT_TAG}` = '{parent_run.info.run_id}' and attributes.status = 'FINISHED'")
+    return bool(finished) or any(k.startswith(REUSED_PREFIX) for k in parent_run.data.tags)
+
+
+def latest_sweep(mlflow_client, experiment_name: str):
+    """The most recent sweep of an experiment with at least one finished job, or None (a sweep that
+    is still starting, or whose every job failed, is not "the latest result")."""
+    return next((run for run in sweep_parents(mlflow_client, experiment_name)
+                 if has_finished_job(mlflow_client, run)), None)

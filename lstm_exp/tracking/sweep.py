@@ -8,10 +8,16 @@
   ``<sweep dir>/parent_run.json``, where every job finds it, in whatever process or machine it
   runs (joblib, submitit, Ray), as long as it sees the sweep dir; ``$LSTM_EXP_PARENT_RUN_ID``
   is the fallback.
+  The parent is named after the swept axes (``sweep backend x batch 2026-12-03 05:52``) and
+  tagged with them (``lstm_exp.swept``), so each job names its run after every axis that varies
+  (:func:`job_run_name`: unique within the sweep).
 * ``on_multirun_end``: reads every job's status back from the store (children of the parent,
-  plus earlier runs a resumed sweep reused) or, without tracking, from the job folders'
-  ``report.json``; writes ``summary.csv``, ``summary.md`` and the plots into the sweep dir and
-  onto the parent run; prints the table and the failed jobs; exits non-zero if any job failed.
+  reused jobs included) or, without tracking, from the job folders' ``report.json``; writes
+  ``summary.csv``, ``summary.md`` and the plots into the sweep dir and onto the parent run; gives
+  the parent the answer (description = table + conclusions, headline metrics, per-variant series
+  against batch size) and the experiment a saved view of the sweep plus one of all sweeps
+  (:mod:`lstm_exp.tracking.views`); prints the table (120 columns), the conclusions and the
+  view's URL; exits non-zero if any job failed.
 """
 from __future__ import annotations
 
@@ -21,7 +27,8 @@ import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Optional
+from datetime import datetime
+from typing import Any, Dict, Optional, Sequence
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
@@ -80,8 +87,58 @@ def _tracking_settings(config: DictConfig) -> tuple[bool, str, str]:
     return enabled, uri, str(tracking.get("experiment_name", "lstm_exp"))
 
 
-def parent_run_name(sweep_dir: Path) -> str:
-    return f"sweep-{sweep_dir.parent.name}-{sweep_dir.name}"
+def parent_run_name(swept: Sequence[str], started: Optional[datetime] = None) -> str:
+    """``sweep backend x batch 2026-12-03 05:52``: the swept axes and when the sweep started."""
+    axes = " x ".join(axis_label(key) for key in swept)
+    return " ".join(filter(None, ["sweep", axes, (started or datetime.now()).strftime("%Y-%m-%d %H:%M")]))
+
+
+def swept_keys(task_overrides: Sequence[str]) -> list[str]:
+    """The config keys a sweep's overrides sweep (``batch=1,4``, ``range(..)``, ``glob(..)``)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    try:
+        parsed = OverridesParser.create().parse_overrides(list(task_overrides))
+    except Exception:  # Hydra reports a bad override itself before any job runs
+        return []
+    return [o.key_or_group for o in parsed if o.is_sweep_override()]
+
+
+def axis_label(key: str) -> str:
+    """What a swept key is called in names: its last part (infer.batching -> batching)."""
+    return key.lstrip("+~").split("@")[0].rsplit(".", 1)[-1]
+
+
+#: swept keys whose value alone names the job (anything else is written key=value)
+VALUE_AXES = ("batching", "precision", "decode", "model", "scenario", "data", "type", "name")
+
+
+def job_run_name(identity: dict, swept: Sequence[str], job_overrides: Sequence[str]) -> str:
+    """``<variant>-b<batch>[-<value of every other swept axis>]-<split>``: unique within a sweep,
+    since each job differs from the others in some swept key and every swept key is in the name
+    (the variant carries backend, device and precision)."""
+    values = dict(o.lstrip("+~").split("=", 1) for o in job_overrides if "=" in o)
+    variant_parts = str(identity["variant"]).split("-")
+    parts = []
+    for key in swept:
+        label, value = axis_label(key), values.get(key.lstrip("+~"), "")
+        if key in ("backend", "batch", "split", "split.name") or value in variant_parts:
+            continue
+        parts.append(value if label in VALUE_AXES else f"{label}={value}")
+    return "-".join([str(identity["variant"]), f"b{identity['batch']}", *parts, str(identity["split"])])
+
+
+def swept_keys_of(tracker, parent: Optional["SweepParent"]) -> list[str]:
+    """The swept keys a job's sweep recorded on its parent run (none without tracking or parent)."""
+    if parent is None or not tracker.enabled:
+        return []
+    from lstm_exp.tracking.store import SWEPT_TAG, client
+
+    try:
+        tags = client(tracker.tracking_uri).get_run(parent.run_id).data.tags
+    except Exception:  # the job still runs and is tracked; only its name is the plain one
+        return []
+    return [k for k in tags.get(SWEPT_TAG, "").split(",") if k]
 
 
 def _sweep_dir(config: DictConfig) -> Path:
@@ -117,7 +174,7 @@ class SweepCallback(Callback):
         self.parent_run_id: Optional[str] = None
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        from lstm_exp.tracking.store import OVERRIDES_TAG, ROLE_TAG, client, ensure_experiment
+        from lstm_exp.tracking.store import OVERRIDES_TAG, ROLE_TAG, SWEEP_TAG, SWEPT_TAG, client, ensure_experiment
 
         sweep_dir = _sweep_dir(config)
         sweep_dir.mkdir(parents=True, exist_ok=True)
@@ -133,12 +190,14 @@ class SweepCallback(Callback):
         mlflow_client = client(uri)
         experiment_id = ensure_experiment(mlflow_client, experiment_name)
         overrides = " ".join(config.hydra.overrides.task)
-        run = mlflow_client.create_run(experiment_id, run_name=parent_run_name(sweep_dir), tags={
+        swept = swept_keys(config.hydra.overrides.task)
+        run = mlflow_client.create_run(experiment_id, run_name=parent_run_name(swept), tags={
             ROLE_TAG: "sweep", OVERRIDES_TAG: overrides, "lstm_exp.sweep_dir": str(sweep_dir),
             "lstm_exp.launcher": launcher, "lstm_exp.concurrent_jobs": concurrent,
-            "command": f"python -m lstm_exp {overrides} -m",
+            "command": f"python -m lstm_exp {overrides} -m", SWEPT_TAG: ",".join(swept),
         })
         self.parent_run_id = run.info.run_id
+        mlflow_client.set_tag(run.info.run_id, SWEEP_TAG, run.info.run_id)
         _OPEN_PARENTS[run.info.run_id] = uri
         parent = {"run_id": run.info.run_id, "tracking_uri": uri, "experiment_name": experiment_name,
                   "sweep_dir": str(sweep_dir)}
@@ -152,40 +211,132 @@ class SweepCallback(Callback):
         sweep_dir = _sweep_dir(config)
         enabled, uri, experiment_name = _tracking_settings(config)
         dirs = job_dirs(sweep_dir)
-        title = sweep_title(parent_run_name(sweep_dir), " ".join(config.hydra.overrides.task))
-        if enabled and self.parent_run_id:
+        baseline = (config.get("report") or {}).get("baseline")
+        tracked = enabled and self.parent_run_id is not None
+        if tracked:
             from lstm_exp.tracking.store import client, sweep_reports
 
             mlflow_client = client(uri)
             parent = mlflow_client.get_run(self.parent_run_id)
+            title = sweep_title(parent.info.run_name, " ".join(config.hydra.overrides.task))
             reports = sweep_reports(mlflow_client, parent)
-            summary = SweepSummary(reports=reports, parent_run_id=self.parent_run_id, title=title)
+            summary = SweepSummary(reports=reports, parent_run_id=self.parent_run_id, title=title, baseline=baseline)
             seen = {r.job_num for r in reports}
             for job_dir in dirs:  # a job that died before its run started left only its folder
                 num = _job_num(job_dir)
                 if num is not None and num not in seen:
                     summary.missing.append(f"job {num}: {job_dir}: no MLflow run (the job died before tracking; see its log)")
         else:
-            summary = SweepSummary.from_job_dirs(dirs, title=title)
+            title = sweep_title(sweep_dir.name, " ".join(config.hydra.overrides.task))
+            summary = SweepSummary.from_job_dirs(dirs, title=title, baseline=baseline)
+        bad_baseline = _check_baseline(summary)
         written = summary.write(sweep_dir) if self.plots else []
-        if enabled and self.parent_run_id:
-            mlflow_client.set_tag(self.parent_run_id, "lstm_exp.jobs", str(len(summary.reports) + len(summary.missing)))
-            mlflow_client.set_tag(self.parent_run_id, "lstm_exp.failed_jobs", str(len(summary.failures)))
-            if summary.failures:
-                mlflow_client.set_tag(self.parent_run_id, "lstm_exp.failures", "\n".join(summary.failures)[:5000])
-            for path in written:
-                mlflow_client.log_artifact(self.parent_run_id, str(path))
-            mlflow_client.set_terminated(self.parent_run_id, "FAILED" if summary.failed else "FINISHED")
+        url = None
+        if tracked:
+            url = _record_answer(mlflow_client, parent, summary, written, uri, failed=summary.failed or bad_baseline)
             _OPEN_PARENTS.pop(self.parent_run_id, None)
             os.environ.pop(PARENT_ENV, None)
-        print(summary.to_markdown())
-        print(f"lstm_exp: sweep summary in {sweep_dir} (summary.csv, summary.md, *.png)"
+        print(summary.to_terminal(), end="")
+        print(f"lstm_exp: sweep summary in {sweep_dir} (summary.csv with run ids, summary.md, plots)"
               + (f"; parent run {self.parent_run_id}" if self.parent_run_id else ""))
+        if url:
+            print(f"lstm_exp: the sweep in the MLflow UI: {url}")
         if summary.failed:
             print(f"lstm_exp: {len(summary.failures)} job(s) failed:", file=sys.stderr)
             for line in summary.failures:
                 print(f"  {line}", file=sys.stderr)
+        if summary.failed or bad_baseline:
             raise SystemExit(1)
+
+
+def _check_baseline(summary) -> bool:
+    """Prints the one-line error of a ``report.baseline`` the sweep does not have and falls back
+    to the first variant for the tables; returns whether it was bad."""
+    from lstm_exp.errors import ConfigError
+
+    try:
+        summary.baseline_variant()
+        return False
+    except ConfigError as err:
+        print(f"lstm_exp: error: {err}", file=sys.stderr)
+        summary.baseline = None
+        return True
+
+
+def _record_answer(mlflow_client, parent, summary, written: Sequence[Path], uri: str, failed: bool) -> str:
+    """The sweep's answer onto its parent run (artefacts, headline metrics, per-variant series,
+    description) and its saved views; ends the parent; returns the view's URL line."""
+    from lstm_exp.tracking.store import DESCRIPTION_TAG
+
+    run_id = parent.info.run_id
+    mlflow_client.set_tag(run_id, "lstm_exp.jobs", str(len(summary.reports) + len(summary.missing)))
+    mlflow_client.set_tag(run_id, "lstm_exp.failed_jobs", str(len(summary.failures)))
+    if summary.failures:
+        mlflow_client.set_tag(run_id, "lstm_exp.failures", "\n".join(summary.failures)[:5000])
+    for path in written:
+        mlflow_client.log_artifact(run_id, str(path))
+    _log_headline(mlflow_client, run_id, summary)
+    view_id = _write_views(mlflow_client, parent, summary)
+    url = view_address(uri, parent.info.experiment_id, view_id)
+    mlflow_client.set_tag(run_id, DESCRIPTION_TAG, summary.description(url)[:60000])
+    mlflow_client.set_terminated(run_id, "FAILED" if failed else "FINISHED")
+    return url
+
+
+def _log_headline(mlflow_client, run_id: str, summary) -> None:
+    """Best throughput (its variant and batch as tags) and, per variant, throughput and latency
+    with step = batch size: the series the saved view draws as one line per variant."""
+    from mlflow.entities import Metric
+
+    from lstm_exp.tracking.views import SERIES, series_key
+
+    best = summary.best()
+    if best is not None:
+        mlflow_client.log_metric(run_id, "best_utt_s", best.throughput.utt_s)
+        mlflow_client.set_tag(run_id, "lstm_exp.best_variant", best.variant)
+        mlflow_client.set_tag(run_id, "lstm_exp.best_batch", str(best.batch))
+    now = int(datetime.now().timestamp() * 1000)
+    getters = {"throughput_utt_s": lambda r: r.throughput.utt_s, "infer_ms_p50": lambda r: r.infer_ms.p50}
+    points = [Metric(series_key(name, r.variant), float(getters[name](r)), now, int(r.batch))
+              for name, _ in SERIES for r in summary.done
+              if r.batch is not None and getters[name](r) is not None]
+    for start in range(0, len(points), 1000):
+        mlflow_client.log_batch(run_id, metrics=points[start:start + 1000])
+
+
+def _spans_decade(values: Sequence[Optional[float]]) -> bool:
+    values = [v for v in values if v]
+    return bool(values) and max(values) > 10 * min(values)
+
+
+def _write_views(mlflow_client, parent, summary) -> str:
+    """The sweep's view (its runs, swept axes, the answer's charts) and the experiment-wide "all
+    sweeps" view; returns the sweep view's id."""
+    from lstm_exp.tracking import views
+
+    metrics = [m for m in views.VIEW_METRICS if m in ("per", "infer_ms_p50", "infer_ms_p99", "throughput_utt_s")
+               or any(m in r.extra for r in summary.reports)]
+    axes = ["variant", "batch", *[a for a in ("batching", "precision", "decode", "model") if summary.varies(a)]]
+    charts = views.sweep_charts(summary.variants, _spans_decade([r.throughput.utt_s for r in summary.done]),
+                                _spans_decade([r.infer_ms.p50 for r in summary.done]))
+    experiment_id = parent.info.experiment_id
+    view_id = views.write_view(mlflow_client, experiment_id, parent.info.run_id, parent.info.run_name,
+                               views.view_state(views.sweep_filter(parent.info.run_id), axes, metrics, charts))
+    every_job = views.view_state("tags.`lstm_exp.role` = 'job'", ["variant", "batch", "batching", "precision",
+                                 "decode", "model"], metrics, [views.Chart("PER %, per job", "BAR", ("per",))],
+                                 section="all sweeps")
+    views.write_view(mlflow_client, experiment_id, views.ALL_SWEEPS_VIEW, "all sweeps (every job)", every_job)
+    return view_id
+
+
+def view_address(uri: str, experiment_id: str, view_id: Optional[str]) -> str:
+    """Where to open a view: a server's own address, or for a local store the ``mlflow ui``
+    command that serves it and the URL it will have."""
+    from lstm_exp.tracking.views import view_url
+
+    if uri.startswith(("http://", "https://")):
+        return view_url(uri, experiment_id, view_id)
+    return f"{view_url('http://127.0.0.1:5000', experiment_id, view_id)}  (after: mlflow ui --backend-store-uri {uri})"
 
 
 def _job_num(job_dir: Path) -> Optional[int]:
