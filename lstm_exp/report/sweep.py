@@ -283,3 +283,31 @@ def _intervals_overlap(a: JobReport, b: JobReport) -> Optional[bool]:
 
 #: the conclusion lines, in order
 CONCLUSIONS = (fastest_per_batch, speedups, per_differs)
+
+
+# -- two sweeps side by side -------------------------------------------------------------------
+def _job_key(r: JobReport) -> tuple:
+    return (r.variant, r.batch, r.batching, r.precision, r.decode, r.model)
+
+
+def compare_markdown(a: SweepSummary, b: SweepSummary) -> str:
+    """A table of the jobs two sweeps share (same variant, batch, batching, precision, decode,
+    model): PER, p50 and utt/s of each, and B's throughput over A's; then the jobs only one has."""
+    in_a = {_job_key(r): r for r in a.done}
+    in_b = {_job_key(r): r for r in b.done}
+    shared = [k for k in in_a if k in in_b]
+    lines = [f"## A: {a.title}", f"## B: {b.title}", "",
+             "| variant | batch | batching | decode | PER A | PER B | p50 ms A | p50 ms B | utt/s A | utt/s B | B/A utt/s |",
+             "|" + "---|" * 11]
+    for key in shared:
+        ra, rb = in_a[key], in_b[key]
+        ratio = (f"{rb.throughput.utt_s / ra.throughput.utt_s:.2f}x"
+                 if ra.throughput.utt_s and rb.throughput.utt_s is not None else "")
+        lines.append(f"| {key[0]} | {key[1]} | {key[2]} | {key[4]} | {_num(ra.accuracy.per)} | {_num(rb.accuracy.per)} "
+                     f"| {_num(ra.infer_ms.p50)} | {_num(rb.infer_ms.p50)} | {_num(ra.throughput.utt_s, 1)} "
+                     f"| {_num(rb.throughput.utt_s, 1)} | {ratio} |")
+    only = [f"- only in {side}: {k[0]} batch={k[1]} {k[2]} {k[4]}".rstrip()
+            for side, mine, other in (("A", in_a, in_b), ("B", in_b, in_a)) for k in mine if k not in other]
+    if not shared:
+        lines.append("| (no job in common) |" + " |" * 10)
+    return "\n".join(lines + ([""] + only if only else [])) + "\n"
