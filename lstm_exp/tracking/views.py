@@ -99,8 +99,8 @@ def view_state(search_filter: str, params: Sequence[str], metrics: Sequence[str]
     columns = [column("params", p) for p in params] + [column("metrics", m) for m in metrics]
     columns += [column("tags", "lstm_exp.status"), column("tags", "lstm_exp.measured_at")]
     order = [RUN_NAME_COLUMN, *columns]
-    widths = {RUN_NAME_COLUMN: 300, column("params", "variant"): 190,
-              **{c: 130 for c in columns if c.startswith("metrics.")}}
+    widths = {RUN_NAME_COLUMN: 290, column("params", "variant"): 180, column("params", "batch"): 70,
+              **{c: 110 for c in columns if c.startswith("metrics.")}}
     section_id = "lstm_exp-answer"
     return {
         "searchFilter": search_filter, "orderByKey": column("metrics", order_by), "orderByAsc": False,

@@ -156,3 +156,18 @@ def test_report_lists_compares_and_refuses_an_empty_sweep(store):
     assert proc.stderr.strip().splitlines() == [
         f"lstm_exp.report: error: sweep {empty.info.run_id} (sweep stopped early) has no job at all: it was stopped "
         "before any job started; pick another with --sweep (see --list)"]
+
+
+def test_a_baseline_the_sweep_does_not_have_is_one_line_and_a_failed_parent(store):
+    root, client, parents, _ = store
+    before = set(p.info.run_id for p in parents)
+    proc = _run(root, "lstm_exp", *SMOKE, SECOND, "report.baseline=tpu-fp8", "-m", check=False)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("lstm_exp: error:")]
+    assert errors == ["lstm_exp: error: report.baseline=tpu-fp8 is not a variant of this sweep: write one of "
+                      "torch-cpu-fp32, onnxruntime-cpu-fp32, or leave it null (the first variant)"]
+    experiment_id = parents[0].info.experiment_id
+    (parent,) = [p for p in client.search_runs([experiment_id], "tags.`lstm_exp.role` = 'sweep'")
+                 if p.info.run_id not in before and p.info.run_name != "sweep stopped early"]
+    assert parent.info.status == "FAILED"
+    assert len(_children(client, parent)) == 6  # every job still ran (reused): nothing earlier is lost
