@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
+import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Sequence
@@ -170,7 +171,8 @@ class SweepSummary:
         line = lambda cells: "  ".join(c.ljust(w) if i < 2 else c.rjust(w)
                                        for i, (c, w) in enumerate(zip(cells, widths)))[:TERMINAL_WIDTH].rstrip()
         out = [self.title[:TERMINAL_WIDTH], line(names), line(["-" * w for w in widths]), *(line(r) for r in rows)]
-        out += [f"- {c}"[:TERMINAL_WIDTH * 2] for c in self.conclusions()]
+        out += [textwrap.fill(c, TERMINAL_WIDTH, initial_indent="- ", subsequent_indent="  ")
+                for c in self.conclusions()]
         if self.failures:
             out += [f"{len(self.failures)} job(s) failed:"] + [f"  {f}" for f in self.failures]
         return "\n".join(out) + "\n"
