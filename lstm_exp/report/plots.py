@@ -76,17 +76,19 @@ def x_axis(reports: Sequence[JobReport]) -> str:
     return "variant"
 
 
-def _label(r: JobReport, x: str) -> str:
-    """A line's name: the variant plus every varying axis that is not the x axis."""
-    return r.variant + "".join(f" {getattr(r, a)}" for a in ("batching", "decode") if a != x and getattr(r, a))
+def _label(r: JobReport, axes: Sequence[str]) -> str:
+    """A line's name: the variant plus its value of each of ``axes``."""
+    return " ".join([r.variant, *(str(getattr(r, a)) for a in axes)])
 
 
 def _series(reports, x: str, value: Callable[[JobReport], Optional[float]]) -> dict[str, list[tuple]]:
-    """Line label -> [(x value, report)] of the jobs with a measurement of ``value``."""
+    """Line label -> [(x value, report)] of the jobs with a measurement of ``value``: one line per
+    variant and value of every other axis the sweep varies."""
     series: dict[str, list[tuple]] = defaultdict(list)
+    others = [a for a in X_AXES if a != x and len({getattr(r, a) for r in reports}) > 1]
     for r in reports:
         if r.status in DONE and value(r) is not None and getattr(r, x) not in (None, ""):
-            series[_label(r, x)].append((getattr(r, x), r))
+            series[_label(r, others)].append((getattr(r, x), r))
     return {k: sorted(v, key=lambda p: (str(type(p[0])), p[0])) for k, v in sorted(series.items())}
 
 
@@ -236,6 +238,7 @@ def _per_bars(reports: Sequence[JobReport], stem: Path) -> list[Path]:
 def write_plots(reports: Sequence[JobReport], out_dir: Path) -> list[Path]:
     """latency_vs_<axis>, throughput_vs_<axis> and per_by_variant, as .png and .svg, under ``out_dir``."""
     out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
     x = x_axis(reports)
     against = "batch size" if x == "batch" else x
     return [
