@@ -188,9 +188,14 @@ class SweepSummary:
         return [out_dir / "summary.csv", out_dir / "summary.md", *write_plots(self.reports, out_dir)]
 
     def description(self, view_url: Optional[str] = None) -> str:
-        """The parent run's description (Markdown, the first thing its MLflow page shows)."""
-        text = self.to_markdown(names=[*self.terminal_names(), "RTF"])
-        return text + (f"\nThe sweep's saved view (table and charts): {view_url}\n" if view_url else "")
+        """The parent run's description (Markdown, the first thing its MLflow page shows): the
+        conclusions first (what the page shows before "Show more"), then the table."""
+        lines = [f"**{self.title}**", ""] + [f"- {line}" for line in self.conclusions()]
+        if view_url:
+            lines += ["", f"The sweep's saved view (table and charts): {view_url}"]
+        table = self.to_markdown(names=[*self.terminal_names(), "RTF"])
+        table = table.split("\n", 2)[2].split("\n**Conclusions:**")[0]  # without its heading and conclusions
+        return "\n".join(lines) + "\n\n" + table.rstrip() + "\n"
 
     @classmethod
     def from_job_dirs(cls, job_dirs: Sequence[Path], **kwargs) -> "SweepSummary":

@@ -266,7 +266,7 @@ def _check_baseline(summary) -> bool:
 def _record_answer(mlflow_client, parent, summary, written: Sequence[Path], uri: str, failed: bool) -> str:
     """The sweep's answer onto its parent run (artefacts, headline metrics, per-variant series,
     description) and its saved views; ends the parent; returns the view's URL line."""
-    from lstm_exp.tracking.store import DESCRIPTION_TAG
+    from lstm_exp.tracking.store import DESCRIPTION_TAG, SWEPT_TAG
 
     run_id = parent.info.run_id
     mlflow_client.set_tag(run_id, "lstm_exp.jobs", str(len(summary.reports) + len(summary.missing)))
@@ -276,6 +276,9 @@ def _record_answer(mlflow_client, parent, summary, written: Sequence[Path], uri:
     for path in written:
         mlflow_client.log_artifact(run_id, str(path))
     _log_headline(mlflow_client, run_id, summary)
+    mlflow_client.log_param(run_id, "swept", " x ".join(axis_label(k) for k in
+                                                         parent.data.tags.get(SWEPT_TAG, "").split(",") if k) or "-")
+    mlflow_client.log_param(run_id, "baseline", summary.baseline_variant() or "-")
     view_id = _write_views(mlflow_client, parent, summary)
     url = view_address(uri, parent.info.experiment_id, view_id)
     mlflow_client.set_tag(run_id, DESCRIPTION_TAG, summary.description(url)[:60000])

@@ -7,58 +7,26 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
-import signal
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
+from mlflow_ui import CHROMIUM, UI_TIMEOUT_MS, close_assistant, mlflow_server
 
 CHECKOUT = Path(__file__).resolve().parents[2]
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-#: the UI loads slowly on a busy 2-core machine; every wait below is bounded by this
-UI_TIMEOUT_MS = 180_000
 URL_LINE = re.compile(r"^lstm_exp: the sweep in the MLflow UI: (\S+)", re.M)
 
 playwright = pytest.importorskip("playwright.sync_api", reason="pip install -e '.[test]' (playwright)")
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).is_file(), reason="apt-get install chromium (.ci/run does)")
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     """``mlflow server`` over a fresh SQLite store, artefacts served through it; stopped by PID."""
     root = tmp_path_factory.mktemp("ui")
-    port = _free_port()
-    log = open(root / "mlflow-server.log", "w")
-    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
-         "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
-        cwd=root, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(480):
-            try:
-                urllib.request.urlopen(f"{url}/health", timeout=2)
-                break
-            except OSError:
-                assert proc.poll() is None, (root / "mlflow-server.log").read_text()[-3000:]
-                time.sleep(0.25)
+    with mlflow_server(f"sqlite:///{root / 'mlflow.db'}", root) as url:
         yield root, url
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=30)
-        log.close()
 
 
 @pytest.fixture(scope="module")
@@ -95,6 +63,7 @@ def test_the_printed_url_opens_the_sweeps_rows_with_per_and_latency(server, swee
     assert view_url.startswith(f"{url}/#/experiments/") and "workflowType=machine_learning" in view_url
     page.goto(view_url)
     page.get_by_text("matching runs").wait_for(timeout=UI_TIMEOUT_MS)
+    close_assistant(page)
     for name in ("torch-cpu-fp32-b2-dev", "onnxruntime-cpu-fp32-b2-dev"):
         page.get_by_role("link", name=name, exact=True).wait_for(timeout=UI_TIMEOUT_MS)
     assert page.get_by_text("3 matching runs").is_visible()  # the two jobs and their parent, nothing else
