@@ -192,8 +192,8 @@ def _per_groups(reports) -> dict[tuple[str, str], list[JobReport]]:
 
 def _per_whisker(jobs: list[JobReport], mean: float) -> tuple[float, float]:
     """Down and up from ``mean``: the 95% interval when every job has one, else min to max."""
-    lows = [r.extra.get("per_ci95_low") for r in jobs]
-    highs = [r.extra.get("per_ci95_high") for r in jobs]
+    lows = [r.metrics().get("per_ci95_low") for r in jobs]
+    highs = [r.metrics().get("per_ci95_high") for r in jobs]
     if all(v is not None for v in lows + highs):
         return mean - min(lows), max(highs) - mean
     pers = [r.accuracy.per for r in jobs]

@@ -26,7 +26,7 @@ COLUMNS = (
     ("precision", lambda r: r.precision),
     ("decode", lambda r: r.decode),
     ("PER %", lambda r: _num(r.accuracy.per)),
-    ("PER 95% CI", lambda r: _interval(r.extra.get("per_ci95_low"), r.extra.get("per_ci95_high"))),
+    ("PER 95% CI", lambda r: _interval(*_per_interval(r))),
     ("CER %", lambda r: _num(r.accuracy.cer)),
     ("infer_ms p50", lambda r: _num(r.infer_ms.p50)),
     ("infer_ms p99", lambda r: _num(r.infer_ms.p99)),
@@ -56,6 +56,12 @@ def sweep_title(parent_name: str, overrides: str) -> str:
 
 def _num(value: Optional[float], digits: int = 2) -> str:
     return "" if value is None else f"{value:.{digits}f}"
+
+
+def _per_interval(r: JobReport) -> tuple[Optional[float], Optional[float]]:
+    """The job's PER 95% interval, from the flat metrics (wherever JobReport keeps them)."""
+    metrics = r.metrics()
+    return metrics.get("per_ci95_low"), metrics.get("per_ci95_high")
 
 
 def _interval(low: Optional[float], high: Optional[float]) -> str:
@@ -281,7 +287,7 @@ def per_differs(summary: SweepSummary) -> list[str]:
 
 
 def _intervals_overlap(a: JobReport, b: JobReport) -> Optional[bool]:
-    bounds = [r.extra.get(k) for r in (a, b) for k in ("per_ci95_low", "per_ci95_high")]
+    bounds = [*_per_interval(a), *_per_interval(b)]
     if any(v is None for v in bounds):
         return None
     a_low, a_high, b_low, b_high = bounds

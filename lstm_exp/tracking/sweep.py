@@ -318,7 +318,7 @@ def _write_views(mlflow_client, parent, summary) -> str:
     from lstm_exp.tracking import views
 
     metrics = [m for m in views.VIEW_METRICS if m in ("per", "infer_ms_p50", "infer_ms_p99", "throughput_utt_s")
-               or any(m in r.extra for r in summary.reports)]
+               or any(m in r.metrics() for r in summary.reports)]
     axes = ["variant", "batch", *[a for a in ("batching", "precision", "decode", "model") if summary.varies(a)]]
     charts = views.sweep_charts(summary.variants, _spans_decade([r.throughput.utt_s for r in summary.done]),
                                 _spans_decade([r.infer_ms.p50 for r in summary.done]))
