@@ -42,6 +42,8 @@ COLUMNS = (
 TERMINAL = ("job", "variant", "batch", "batching", "precision", "decode", "PER %", "PER 95% CI", "infer_ms p50",
             "infer_ms p99", "utt/s", "status")
 OPTIONAL_AXES = ("batching", "precision", "decode")
+#: what the terminal table leaves out, in this order, when it would be wider than TERMINAL_WIDTH
+TERMINAL_DROPS = ("infer_ms p99", "job", "precision")
 TERMINAL_WIDTH = 120
 #: two PER values closer than this (percentage points) are "the same PER"
 SAME_PER = 0.005
@@ -169,11 +171,17 @@ class SweepSummary:
         return [n for n in TERMINAL if n in present and (n not in OPTIONAL_AXES or self.varies(n))]
 
     def to_terminal(self) -> str:
-        """A plain-text table that fits :data:`TERMINAL_WIDTH` columns, then the conclusions and
-        the failed jobs (run ids are in summary.csv)."""
-        names = self.terminal_names()
-        rows = [[str(row[n]) for n in names] for row in self.rows()]
-        widths = [max([len(n), *(len(r[i]) for r in rows)]) for i, n in enumerate(names)]
+        """A plain-text table that fits :data:`TERMINAL_WIDTH` columns (dropping the columns of
+        :data:`TERMINAL_DROPS` in turn when it would not), then the conclusions and the failed
+        jobs (run ids are in summary.csv)."""
+        names, table = self.terminal_names(), self.rows()
+        while True:
+            rows = [[str(row[n]) for n in names] for row in table]
+            widths = [max([len(n), *(len(r[i]) for r in rows)]) for i, n in enumerate(names)]
+            droppable = [n for n in TERMINAL_DROPS if n in names]
+            if sum(widths) + 2 * (len(widths) - 1) <= TERMINAL_WIDTH or not droppable:
+                break
+            names.remove(droppable[0])
         line = lambda cells: "  ".join(c.ljust(w) if i < 2 else c.rjust(w)
                                        for i, (c, w) in enumerate(zip(cells, widths)))[:TERMINAL_WIDTH].rstrip()
         out = [self.title[:TERMINAL_WIDTH], line(names), line(["-" * w for w in widths]), *(line(r) for r in rows)]

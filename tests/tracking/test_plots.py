@@ -65,3 +65,14 @@ def test_conclusions_name_the_fastest_the_speedups_and_whether_per_differs():
     against_ort = SweepSummary(reports=jobs, baseline="onnxruntime-cpu-fp32").conclusions()
     assert "torch-cpu-fp32 against onnxruntime-cpu-fp32 (throughput): 0.10x at b1, 0.10x at b4" in against_ort
     assert max(len(line) for line in summary.to_terminal().splitlines()) <= 120
+
+
+def test_the_terminal_table_of_a_sweep_over_every_axis_fits_120_columns():
+    jobs = [_job(v, 16, 5.0, 300.0, decode=d, per_ci95_low=3.5, per_ci95_high=4.5)
+            for v in ("onnxruntime-cpu-fp32", "onnxruntime-cpu-int8") for d in ("greedy", "beam_lm")]
+    for i, job in enumerate(jobs):
+        job.job_num, job.batching, job.precision = i, ("longest", "sorted")[i % 2], ("fp32", "int8")[i // 2]
+    text = SweepSummary(reports=jobs, title="sweep x").to_terminal()
+    assert max(len(line) for line in text.splitlines()) <= 120
+    header = text.splitlines()[1]
+    assert all(name in header for name in ("variant", "batching", "decode", "PER 95% CI", "utt/s", "status"))
