@@ -327,7 +327,7 @@ def _write_views(mlflow_client, parent, summary) -> str:
                                views.view_state(views.sweep_filter(parent.info.run_id), axes, metrics, charts))
     every_job = views.view_state("tags.`lstm_exp.role` = 'job'", ["variant", "batch", "batching", "precision",
                                  "decode", "model"], metrics, [views.Chart("PER %, per job", "BAR", ("per",))],
-                                 section="all sweeps")
+                                 section="all sweeps", order_by=views.FASTEST_FIRST)
     views.write_view(mlflow_client, experiment_id, views.ALL_SWEEPS_VIEW, "all sweeps (every job)", every_job)
     return view_id
 

@@ -90,12 +90,18 @@ class Chart:
         return card
 
 
+#: the sweep view's rows: its parent first (MLflow 3.17's chart legend names the first rows' lines,
+#: and the parent holds the per-variant series), then its jobs
+PARENT_FIRST = column("tags", "lstm_exp.role")
+FASTEST_FIRST = column("metrics", "throughput_utt_s")
+
+
 def view_state(search_filter: str, params: Sequence[str], metrics: Sequence[str], charts: Sequence[Chart],
-               section: str = "the sweep's answer", order_by: str = "throughput_utt_s") -> dict:
-    """The UI state of a view: filter, rows fastest first (any order but "Created" keeps the rows
-    flat: MLflow nests children under a collapsed parent when sorting by date), columns (params,
-    then metrics, then the REUSED marks) and the chart area (only ``charts``, in order, every run
-    of the filter shown)."""
+               section: str = "the sweep's answer", order_by: str = PARENT_FIRST) -> dict:
+    """The UI state of a view: filter, rows in descending ``order_by`` (any order but "Created"
+    keeps the rows flat: MLflow nests children under a collapsed parent when sorting by date),
+    columns (params, then metrics, then the REUSED marks) and the chart area (only ``charts``, in
+    order, every run of the filter shown)."""
     columns = [column("params", p) for p in params] + [column("metrics", m) for m in metrics]
     columns += [column("tags", "lstm_exp.status"), column("tags", "lstm_exp.measured_at")]
     order = [RUN_NAME_COLUMN, *columns]
@@ -103,7 +109,7 @@ def view_state(search_filter: str, params: Sequence[str], metrics: Sequence[str]
               **{c: 110 for c in columns if c.startswith("metrics.")}}
     section_id = "lstm_exp-answer"
     return {
-        "searchFilter": search_filter, "orderByKey": column("metrics", order_by), "orderByAsc": False,
+        "searchFilter": search_filter, "orderByKey": order_by, "orderByAsc": False,
         "selectedColumns": columns, "columnOrder": order, "columnWidths": widths,
         "runsHiddenMode": "SHOW_ALL", "hideEmptyCharts": True, "useGroupedValuesInCharts": True, "groupBy": None,
         "compareRunSections": [{"uuid": section_id, "name": section, "display": True, "isReordered": False}],
