@@ -372,7 +372,7 @@ class JobReport:
             supported = int(noise.timing_supported_percentile or 50)
             lines.append(f"timing: {int(noise.timed_batches)} timed batches in {_f(noise.timed_seconds, 1)} s support "
                          f"percentiles up to p{supported} (MLPerf's floors: {_floors()})"
-                         + ("" if supported == 99 else f"; p99 above rests on fewer samples"))
+                         + _unsupported(supported))
         if noise.noisy is not None:
             verdict = f"NOISY: {noise.reason}" if noise.noisy else "steady"
             lines.append(f"timing {verdict}   (cv {_f(noise.timing_cv, 3)}, other processes "
@@ -383,6 +383,12 @@ class JobReport:
 
 def _f(value: Optional[float], digits: int = 2) -> str:
     return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def _unsupported(supported: int) -> str:
+    """"; p90, p99 rest on fewer samples" for the printed percentiles above ``supported``."""
+    above = [f"p{p}" for p in (90, 99) if p > supported]
+    return f"; {', '.join(above)} {'rests' if len(above) == 1 else 'rest'} on fewer samples" if above else ""
 
 
 def _floors() -> str:
