@@ -345,7 +345,17 @@ class JobReport:
             lines.append(f"(reused: identical configuration FINISHED earlier as MLflow run {self.reused_from})")
         return lines
 
-    # issue 19: the sclite line, intervals, what the timing supports, noise
+    # issue 19: measurement tags back into the report, the sclite line, intervals, noise
+    def read_measurement_tags(self, tags: Mapping[str, str]) -> None:
+        """Host facts and the noise verdict from a run's ``lstm_exp.*`` tags (those
+        ``lstm_exp.evaluate.measurement_tags`` wrote), for a report rebuilt from the store: a
+        REUSED row keeps the original run's ``measured_at`` and host."""
+        for name in ("host", "cpu_model", "cpu_count", "threads", "measured_at"):
+            setattr(self.host, name, tags.get(f"lstm_exp.{name}", getattr(self.host, name)))
+        if "lstm_exp.timing_noisy" in tags:
+            self.noise.noisy = tags["lstm_exp.timing_noisy"] == "true"
+            self.noise.reason = tags.get("lstm_exp.timing_noisy_reason", "")
+
     def sclite_line(self) -> Optional[str]:
         """sclite's summary row in percent: ``Snt Wrd | Corr Sub Del Ins Err S.Err``."""
         err = self.errors

@@ -42,3 +42,16 @@ def test_the_summary_says_what_the_timing_supports_and_whether_it_was_noisy():
     assert "timing steady" in text
     report.noise.noisy, report.noise.reason = True, "other processes took 60% of the CPUs"
     assert "timing NOISY: other processes took 60% of the CPUs" in "\n".join(report.summary_lines())
+
+
+def test_measurement_tags_read_back_into_a_report():
+    report = JobReport.from_metrics(METRICS)
+    report.read_measurement_tags({"lstm_exp.host": "box", "lstm_exp.measured_at": "2026-12-01T10:00:00+00:00",
+                                  "lstm_exp.timing_noisy": "true", "lstm_exp.timing_noisy_reason": "timing_cv 0.2",
+                                  "lstm_exp.cpu_model": "some CPU"})
+    assert (report.host.host, report.host.measured_at, report.host.cpu_model) == (
+        "box", "2026-12-01T10:00:00+00:00", "some CPU")
+    assert report.noise.noisy is True and report.noise.reason == "timing_cv 0.2"
+    untouched = JobReport.from_metrics(METRICS)
+    untouched.read_measurement_tags({})
+    assert untouched.noise.noisy is None and untouched.host.host == ""
