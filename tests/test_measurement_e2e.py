@@ -120,3 +120,37 @@ def test_an_idle_job_under_high_thresholds_is_not_tagged(workspace):
     report, tags = _job(workspace, "idle", "infer.noisy_cv=1000", "infer.noisy_other_cpu=2.0")
     assert tags["lstm_exp.timing_noisy"] == "false" and "lstm_exp.timing_noisy_reason" not in tags
     assert report.noise.noisy is False and report.noise.other_cpu_fraction is not None
+
+
+def _sctk(*args: str, cwd: Path, stdin: bytes | None = None) -> str:
+    proc = subprocess.run(["sctk", *args], cwd=cwd, input=stdin, capture_output=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr.decode(errors="replace")[-2000:]
+    return proc.stdout.decode(errors="replace")
+
+
+def test_nist_sclite_and_sc_stats_read_the_trn_files_unchanged(runs, tmp_path):
+    """sclite's Snt / Wrd / Err on a job's files are the run's; sc_stats runs its matched-pairs
+    tests on the two jobs (Debian's sctk; .ci/run installs it)."""
+    import shutil
+
+    if shutil.which("sctk") is None:
+        pytest.skip("NIST SCTK is not installed (apt-get install sctk)")
+    sgml = []
+    for precision, run in sorted(runs.items()):
+        job_dir = Path(run.data.tags["hydra.job_dir"])
+        shutil.copy(job_dir / "ref.trn", tmp_path / "ref.trn")
+        shutil.copy(job_dir / "hyp.trn", tmp_path / f"{precision}.trn")
+        out = _sctk("sclite", "-r", "ref.trn", "trn", "-h", f"{precision}.trn", "trn", "-i", "rm", "-o", "sum",
+                    "stdout", cwd=tmp_path)
+        (row,) = [line for line in out.splitlines() if "Sum/Avg" in line]
+        counts, rates = row.split("|")[2].split(), row.split("|")[3].split()
+        m = run.data.metrics
+        assert (int(counts[0]), int(counts[1])) == (m["utterances"], m["ref_phones"])
+        # Err, printed to one decimal: sclite aligns with weights (substitution 4, insertion and
+        # deletion 3), so its error count is the minimum edit distance (PER's) or a little above
+        assert m["per"] - 0.05 <= float(rates[4]) <= m["per"] + 0.5
+        _sctk("sclite", "-r", "ref.trn", "trn", "-h", f"{precision}.trn", "trn", "-i", "rm", "-o", "sgml",
+              "-O", ".", cwd=tmp_path)
+        sgml.append((tmp_path / f"{precision}.trn.sgml").read_bytes())
+    report = _sctk("sc_stats", "-p", "-t", "mapsswe", "-v", "-u", "-n", "result", cwd=tmp_path, stdin=b"".join(sgml))
+    assert "Successful Completion" in report and (tmp_path / "result.stats.mapsswe").is_file()
