@@ -37,8 +37,8 @@ from tqdm import tqdm
 from lstm_exp.backends.base import Backend
 from lstm_exp.data.batching import Batch, Example, plan_batches
 from lstm_exp.errors import DataError, fault_message, non_finite
-from lstm_exp.metrics.errors import recipe_scores, score_utterances
-from lstm_exp.metrics.host import CpuWatch, HostLoad, noise_verdict, supported_percentile, timing_cv
+from lstm_exp.metrics.errors import ErrorReport, recipe_scores, score_utterances
+from lstm_exp.metrics.host import CpuWatch, HostLoad, host_facts, noise_verdict, supported_percentile, timing_cv
 from lstm_exp.metrics.intervals import per_interval, timing_intervals
 from lstm_exp.metrics.timing import latency_stats, recipe_figures, throughput_stats
 
@@ -268,7 +268,7 @@ def _pass_throughputs(timings: Sequence[dict]) -> list[float]:
     return [1e3 * utts / ms for utts, ms in by_pass.values() if ms > 0]
 
 
-def _interval_metrics(report, infer_ms: Sequence[float], sizes: Sequence[int]) -> dict[str, float]:
+def _interval_metrics(report: ErrorReport, infer_ms: Sequence[float], sizes: Sequence[int]) -> dict[str, float]:
     """``per_ci95_*`` (utterance bootstrap), ``throughput_utt_s_ci95_*`` and ``infer_ms_p50_ci95_*``."""
     metrics: dict[str, float] = {"sentence_errors": float(sum(1 for u in report.utterances if u.errors))}
     per = per_interval([u.ref for u in report.utterances], [u.hyp for u in report.utterances])
@@ -280,7 +280,7 @@ def _interval_metrics(report, infer_ms: Sequence[float], sizes: Sequence[int]) -
 
 def _load_metrics(load: HostLoad, cv: Optional[float], timed_batches: int) -> dict[str, float]:
     """The measurement's conditions as metrics (absent where they could not be read)."""
-    figures = {"timed_batches": float(timed_batches), "timing_supported_percentile": float(supported_percentile(timed_batches)),
+    figures = {"timed_batches": timed_batches, "timing_supported_percentile": supported_percentile(timed_batches),
                "timing_cv": cv, "other_cpu_fraction": load.other_cpu, "load_avg_1m": load.load_1m_after,
                "cpu_mhz": load.cpu_mhz, "timed_seconds": load.wall_s}
     return {name: float(value) for name, value in figures.items() if value is not None}
@@ -349,8 +349,6 @@ def evaluate_job(exp: Any, pipeline: Any, examples: Optional[Sequence[Example]] 
 def measurement_tags(result: EvaluationResult) -> dict[str, str]:
     """The run's ``lstm_exp.*`` tags on where and how it was timed (host, CPU, threads, time, load,
     noise verdict); taken while the backend is still loaded, so torch's thread count is its own."""
-    from lstm_exp.metrics.host import host_facts
-
     tags = {f"lstm_exp.{key}": value for key, value in host_facts().items()}
     tags["lstm_exp.timing_noisy"] = "true" if result.noisy else "false"
     if result.noisy:
