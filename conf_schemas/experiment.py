@@ -50,10 +50,22 @@ class InferConfig:
     pad_to: Optional[int] = None
     #: untimed runs of the first batch after the cold start, before timing starts
     warmup: int = 3
-    #: timed passes over the split (decoding and scoring happen on the first only)
-    repeats: int = 1
-    #: keep adding timed passes until this many seconds of passes have run (0: repeats only)
-    min_seconds: float = 0.0
+    #: timed passes over the split, a floor (decoding and scoring happen on the first only); two,
+    #: so that timing_cv (per-pass throughput) exists
+    repeats: int = 2
+    #: keep adding timed passes until they hold this many timed batches (MLPerf LoadGen's floor
+    #: for a p90 claim is 64 samples, for p99 662: lstm_exp.metrics.host.MLPERF_MIN_SAMPLES)
+    min_batches: int = 64
+    #: ... and until this many seconds of passes have run, whichever is later (0: no minimum)
+    min_seconds: float = 2.0
+    #: start no pass beyond ``repeats`` after this many seconds of timed passes (null: no cap)
+    max_seconds: Optional[float] = 30.0
+    #: tag the run lstm_exp.timing_noisy=true when the coefficient of variation of per-pass
+    #: throughput exceeds this ...
+    noisy_cv: float = 0.10
+    #: ... or when other processes took more than this fraction of the machine's CPU time during
+    #: the timed passes (0.25: half a core of a 2-core machine)
+    noisy_other_cpu: float = 0.25
     #: also run torch fp32 (CPU, or CUDA when the backend is on a GPU) on the same batches and log
     #: parity_max_abs_diff (log-probs) and parity_per_delta
     parity: bool = False
@@ -78,6 +90,15 @@ class InferConfig:
             raise ConfigError(f"infer.repeats={self.repeats} must be >= 1 (timed passes over the split)")
         if self.min_seconds < 0:
             raise ConfigError(f"infer.min_seconds={self.min_seconds} must be >= 0")
+        if self.min_batches < 0:
+            raise ConfigError(f"infer.min_batches={self.min_batches} must be >= 0 (0: repeats and min_seconds only)")
+        if self.max_seconds is not None and self.max_seconds < self.min_seconds:
+            raise ConfigError(f"infer.max_seconds={self.max_seconds} is below infer.min_seconds={self.min_seconds}: "
+                              "write a cap >= min_seconds, or infer.max_seconds=null (no cap)")
+        for name in ("noisy_cv", "noisy_other_cpu"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"infer.{name}={getattr(self, name)} must be > 0 (a threshold: e.g. "
+                                  f"infer.{name}={getattr(InferConfig, name)})")
         if self.max_utterances is not None and self.max_utterances < 1:
             raise ConfigError(f"infer.max_utterances={self.max_utterances} must be >= 1 or null (all)")
 

@@ -229,7 +229,8 @@ def _record(report: JobReport, tracker: MlflowRun, cfg: DictConfig, job_dir: Pat
     if report.accuracy.per is None:  # stage=<not infer>
         tracker.set_tags({f"cache.{k}": v for k, v in report.stage_keys.items()})
     if cfg.tracking.get("log_artifacts", True):
-        for name in ("config.yaml", "report.json", "utterances.tsv", "stages.json", "confusions.json"):
+        for name in ("config.yaml", "report.json", "utterances.tsv", "stages.json", "confusions.json", "ref.trn",
+                     "hyp.trn", "per_speaker.tsv", "timings.tsv"):
             if (job_dir / name).is_file():
                 tracker.log_artifact(job_dir / name)
         overrides = job_dir / ".hydra" / "overrides.yaml"

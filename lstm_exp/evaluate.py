@@ -5,11 +5,17 @@ The per-job part of an experiment (never cached: it is what a sweep measures).  
 
 1. cold start: ``load(artifact)`` plus the first batch, timed together (``cold_start_ms``);
 2. ``warmup`` untimed runs of the first batch;
-3. timed passes over every batch of the split: ``repeats`` of them, more while the passes have
-   run less than ``min_seconds``.  The first pass also decodes and scores (and runs the parity
-   reference); later passes only re-run the model.  ``infer_ms`` (the backend's model-execute
-   time) and ``e2e_ms`` (around ``Backend.run``: numpy in, numpy out) cover every batch of every
-   timed pass.
+3. timed passes over every batch of the split: at least ``repeats`` of them, more until the
+   passes hold ``min_batches`` timed batches *and* have run ``min_seconds`` (whichever is later),
+   but none started after ``max_seconds`` (a cap on the additions, never on ``repeats``).  The
+   first pass also decodes and scores (and runs the parity reference); later passes only re-run
+   the model.  ``infer_ms`` (the backend's model-execute time) and ``e2e_ms`` (around
+   ``Backend.run``: numpy in, numpy out) cover every batch of every timed pass.
+4. around the timed passes, :class:`lstm_exp.metrics.host.CpuWatch` records the CPU time other
+   processes took, the load average and the CPU frequency; with ``timing_cv`` (per-pass
+   throughput) they give the noise verdict (``timing_noisy`` + reason, thresholds ``noisy_cv`` /
+   ``noisy_other_cpu``).  Intervals (``lstm_exp.metrics.intervals``): PER (utterance bootstrap),
+   throughput and p50 latency (bootstrap over the timed batches), all seeded.
 
 Batches come from the one planner, :func:`lstm_exp.data.batching.plan_batches`; results are
 keyed by utterance id, so per-utterance rows keep the split's order whatever the batching, and
@@ -31,7 +37,9 @@ from tqdm import tqdm
 from lstm_exp.backends.base import Backend
 from lstm_exp.data.batching import Batch, Example, plan_batches
 from lstm_exp.errors import DataError, fault_message, non_finite
-from lstm_exp.metrics.errors import recipe_scores, score_utterances
+from lstm_exp.metrics.errors import ErrorReport, recipe_scores, score_utterances
+from lstm_exp.metrics.host import CpuWatch, HostLoad, host_facts, noise_verdict, supported_percentile, timing_cv
+from lstm_exp.metrics.intervals import per_interval, timing_intervals
 from lstm_exp.metrics.timing import latency_stats, recipe_figures, throughput_stats
 
 log = logging.getLogger(__name__)
@@ -45,6 +53,13 @@ class EvaluationResult:
     rows: list[dict]
     confusions: list[tuple[str, str, int]] = field(default_factory=list)
     log_probs: dict[str, np.ndarray] = field(default_factory=dict)
+    #: one row per timed batch: pass, batch, utterances, infer_ms, e2e_ms (``timings.tsv``)
+    timings: list[dict] = field(default_factory=list)
+    #: the host's load over the timed passes (None: not measured)
+    host_load: Optional[HostLoad] = None
+    #: ``lstm_exp.timing_noisy`` and its reason ("" when not noisy)
+    noisy: bool = False
+    noisy_reason: str = ""
 
 
 def host_peak_rss_mb() -> float:
@@ -96,6 +111,10 @@ def evaluate(
     batching: Optional[str] = None,
     repeats: int = 1,
     min_seconds: float = 0.0,
+    min_batches: int = 0,
+    max_seconds: Optional[float] = None,
+    noisy_cv: float = float("inf"),
+    noisy_other_cpu: float = float("inf"),
     artifact: Optional[Path] = None,
     reference: Optional[Backend] = None,
     variant: Optional[str] = None,
@@ -109,7 +128,9 @@ def evaluate(
     when ``backend`` is loaded already.  ``reference``: a loaded backend (torch fp32) run on the
     same batches in the first pass for ``parity_*``.  ``variant``: the backend's variant (e.g.
     torch-cpu-fp32), named when the first pass finds non-finite log-probs (later passes are not
-    checked, so the timed re-runs pay nothing for it).
+    checked, so the timed re-runs pay nothing for it).  ``repeats``, ``min_batches``,
+    ``min_seconds``, ``max_seconds``: the timing plan (module doc, 3.); ``noisy_cv`` and
+    ``noisy_other_cpu``: the noise thresholds (4.).
 
     ``recipe_leading_space``: the recipe's greedy decoder prefixes every hypothesis with a space
     (its beam decoder does not); ``cer_recipe`` reproduces that artefact when true."""
@@ -139,8 +160,12 @@ def evaluate(
     parity_diff = 0.0
     passes = 0
     rerun_pass_s: list[float] = []  # wall time of each pass after the first (model only, nothing else)
+    timings: list[dict] = []
+    watch = CpuWatch()
+    watch.start()
     passes_started = time.perf_counter()
-    while passes < repeats or time.perf_counter() - passes_started < min_seconds:
+    while _another_pass(passes, len(infer_ms), time.perf_counter() - passes_started,
+                        repeats, min_batches, min_seconds, max_seconds):
         first = passes == 0
         pass_started = time.perf_counter()
         desc = f"infer {backend.name} b{batch_size} pass {passes + 1}"
@@ -150,6 +175,8 @@ def evaluate(
             e2e_ms.append((time.perf_counter() - t0) * 1e3)
             infer_ms.append(out.infer_ms)
             sizes.append(len(batch.ids))
+            timings.append({"pass": passes, "batch": len(timings) % len(batches), "utterances": len(batch.ids),
+                            "infer_ms": out.infer_ms, "e2e_ms": e2e_ms[-1]})
             if not first:
                 continue
             log_probs = out.log_probs
@@ -175,6 +202,7 @@ def evaluate(
         if not first:
             rerun_pass_s.append(time.perf_counter() - pass_started)
         passes += 1
+    host_load = watch.stop()
 
     refs = {ex.utt_id: [units[i] for i in ex.labels] for ex in examples}
     report, per_recipe, cer_recipe = _score(examples, refs, hyps, batch_size, recipe_leading_space)
@@ -203,6 +231,10 @@ def evaluate(
     metrics.update(latency_stats("decode_ms", decode_ms))
     metrics.update(throughput_stats(infer_ms, sizes, audio_seconds * passes))
     metrics.update(recipe_figures(infer_ms, batch_size))
+    metrics.update(_interval_metrics(report, infer_ms, sizes))
+    cv = timing_cv(_pass_throughputs(timings))
+    metrics.update(_load_metrics(host_load, cv, len(infer_ms)))
+    noisy, reason = noise_verdict(cv, host_load.other_cpu, noisy_cv, noisy_other_cpu)
     if rerun_pass_s:  # the job's own loop, wall clock: utterances per second of a model-only pass
         metrics["pass_utt_s"] = len(examples) / float(np.median(rerun_pass_s))
     if reference is not None:
@@ -211,7 +243,47 @@ def evaluate(
         metrics["parity_per_delta"] = report.per - ref_report.per
         metrics["parity_reference_per"] = ref_report.per
     confusions = [(ref, hyp, count) for (ref, hyp), count in report.top_confusions(10)]
-    return EvaluationResult(metrics=metrics, rows=report.rows(), confusions=confusions, log_probs=kept)
+    return EvaluationResult(metrics=metrics, rows=report.rows(), confusions=confusions, log_probs=kept,
+                            timings=timings, host_load=host_load, noisy=noisy, noisy_reason=reason)
+
+
+def _another_pass(passes: int, timed_batches: int, elapsed_s: float, repeats: int, min_batches: int,
+                  min_seconds: float, max_seconds: Optional[float]) -> bool:
+    """The timing plan: ``repeats`` passes always; then more until ``min_batches`` and
+    ``min_seconds`` are both reached, unless ``max_seconds`` have gone by."""
+    if passes < repeats:
+        return True
+    if max_seconds is not None and elapsed_s >= max_seconds:
+        return False
+    return timed_batches < min_batches or elapsed_s < min_seconds
+
+
+def _pass_throughputs(timings: Sequence[dict]) -> list[float]:
+    """Utterances per second of model time, one figure per timed pass."""
+    by_pass: dict[int, list[float]] = {}
+    for row in timings:
+        totals = by_pass.setdefault(row["pass"], [0.0, 0.0])
+        totals[0] += row["utterances"]
+        totals[1] += row["infer_ms"]
+    return [1e3 * utts / ms for utts, ms in by_pass.values() if ms > 0]
+
+
+def _interval_metrics(report: ErrorReport, infer_ms: Sequence[float], sizes: Sequence[int]) -> dict[str, float]:
+    """``per_ci95_*`` (utterance bootstrap), ``throughput_utt_s_ci95_*`` and ``infer_ms_p50_ci95_*``."""
+    metrics: dict[str, float] = {"sentence_errors": float(sum(1 for u in report.utterances if u.errors))}
+    per = per_interval([u.ref for u in report.utterances], [u.hyp for u in report.utterances])
+    metrics["per_ci95_low"], metrics["per_ci95_high"] = per.low, per.high
+    for name, interval in timing_intervals(infer_ms, sizes).items():
+        metrics[f"{name}_ci95_low"], metrics[f"{name}_ci95_high"] = interval.low, interval.high
+    return metrics
+
+
+def _load_metrics(load: HostLoad, cv: Optional[float], timed_batches: int) -> dict[str, float]:
+    """The measurement's conditions as metrics (absent where they could not be read)."""
+    figures = {"timed_batches": timed_batches, "timing_supported_percentile": supported_percentile(timed_batches),
+               "timing_cv": cv, "other_cpu_fraction": load.other_cpu, "load_avg_1m": load.load_1m_after,
+               "cpu_mhz": load.cpu_mhz, "timed_seconds": load.wall_s}
+    return {name: float(value) for name, value in figures.items() if value is not None}
 
 
 def evaluate_job(exp: Any, pipeline: Any, examples: Optional[Sequence[Example]] = None
@@ -255,10 +327,12 @@ def evaluate_job(exp: Any, pipeline: Any, examples: Optional[Sequence[Example]] 
             keep_log_probs=infer.save_log_probs, progress=exp.progress,
             recipe_leading_space=exp.decode.type == "greedy",
             batching=infer.batching, repeats=infer.repeats, min_seconds=infer.min_seconds,
+            min_batches=infer.min_batches, max_seconds=infer.max_seconds,
+            noisy_cv=infer.noisy_cv, noisy_other_cpu=infer.noisy_other_cpu,
             artifact=artifact, reference=reference, variant=exp.backend.variant(),
         )
         tags = {**backend.describe(), "variant": exp.backend.variant(), "batching": str(infer.batching),
-                "pad_to": str(infer.pad_to), "artifact": str(artifact)}
+                "pad_to": str(infer.pad_to), "artifact": str(artifact), **measurement_tags(result)}
     if reference is not None:
         reference.close()
     for stage, summary in pipeline.summaries.items():
@@ -270,6 +344,22 @@ def evaluate_job(exp: Any, pipeline: Any, examples: Optional[Sequence[Example]] 
     if "max_abs_diff_vs_fp32" in precision:
         result.metrics["precision_max_abs_diff"] = float(precision["max_abs_diff_vs_fp32"])
     return result, tags
+
+
+def measurement_tags(result: EvaluationResult) -> dict[str, str]:
+    """The run's ``lstm_exp.*`` tags on where and how it was timed (host, CPU, threads, time, load,
+    noise verdict); taken while the backend is still loaded, so torch's thread count is its own."""
+    tags = {f"lstm_exp.{key}": value for key, value in host_facts().items()}
+    tags["lstm_exp.timing_noisy"] = "true" if result.noisy else "false"
+    if result.noisy:
+        tags["lstm_exp.timing_noisy_reason"] = result.noisy_reason
+    load = result.host_load
+    if load is not None:
+        tags["lstm_exp.measured_at"] = load.measured_at
+        figures = {"load_avg_1m": load.load_1m_after, "other_cpu": load.other_cpu, "cpu_mhz": load.cpu_mhz,
+                   "timing_cv": result.metrics.get("timing_cv")}
+        tags.update({f"lstm_exp.{k}": f"{v:.3f}" for k, v in figures.items() if v is not None})
+    return tags
 
 
 def audio_seconds_of(prepared_dir: Path, split: str, utt_ids: Sequence[str], frame_shift_s: float = 0.010,

@@ -9,7 +9,11 @@ From Python::
 
 ``run_experiment`` runs the cached stages the config asks for, then (for ``stage=all`` /
 ``infer``) infers and scores the split, writes the job's files into ``job_dir`` (config.yaml,
-report.json, utterances.tsv, confusions.json, stages.json) and returns the report.  Recording
+report.json, utterances.tsv, confusions.json, stages.json; and for other tools and paired
+comparisons (``lstm_exp.report.compare``): ref.trn and hyp.trn in sclite's trn format,
+per_speaker.tsv, timings.tsv with one row per timed batch) and returns the report.  The
+measurement's host, load and noise verdict go to ``on_backend_ready`` as ``lstm_exp.*`` tags and
+into the report's ``host`` / ``noise``.  Recording
 the report (MLflow, the printed summary) is the caller's: ``lstm_exp.app`` does it for
 ``python -m lstm_exp``.  This module never imports :mod:`lstm_exp.app`.
 """
@@ -124,6 +128,46 @@ def split_dataset(exp: Any, prepared: Path, examples: Sequence[Any]) -> Dataset:
                    digest=digest.hexdigest()[:16], source=str(prepared / exp.split.name))
 
 
+def speakers_of(prepared: Path, split: str, utt_ids: Sequence[str]) -> dict[str, str]:
+    """Utterance id -> speaker from the prepared split's ``utt2spk``."""
+    from lstm_exp.data.kaldi_dir import read_table
+    from lstm_exp.errors import DataError, fault_message
+
+    table = prepared / split / "utt2spk"
+    rows, faults = read_table(table)
+    speakers = {utt: rest for _, utt, rest in rows}
+    faults += [f"{table}: no speaker for {utt}" for utt in utt_ids if not speakers.get(utt)]
+    if faults:
+        raise DataError(fault_message(f"{table} (re-run the prepare stage)", faults, limit=10))
+    return speakers
+
+
+def _speaker_metrics(rows: list[dict], speakers: dict[str, str]) -> dict[str, float]:
+    """``per_speaker_ci95_*``: the speaker-blocked bootstrap interval of PER."""
+    from lstm_exp.metrics.intervals import speaker_per_interval
+
+    interval = speaker_per_interval([r["errors"] for r in rows], [r["ref_phones"] for r in rows],
+                                    [speakers[r["utt_id"]] for r in rows])
+    return {"per_speaker_ci95_low": interval.low, "per_speaker_ci95_high": interval.high}
+
+
+def _write_scoring_files(job_dir: Path, result: Any, speakers: dict[str, str]) -> None:
+    """ref.trn, hyp.trn (sclite), per_speaker.tsv and timings.tsv."""
+    from lstm_exp.metrics.sclite import per_speaker_rows, write_trn
+
+    write_trn(job_dir / "ref.trn", result.rows, speakers, "ref")
+    write_trn(job_dir / "hyp.trn", result.rows, speakers, "hyp")
+    _write_rows(job_dir / "per_speaker.tsv", per_speaker_rows(result.rows, speakers))
+    _write_rows(job_dir / "timings.tsv", result.timings)
+
+
+def _measurement(report: JobReport, result: Any, tags: dict[str, str]) -> None:
+    """The noise verdict and host facts of the evaluation into the report (tags: evaluate's)."""
+    report.noise.noisy, report.noise.reason = result.noisy, result.noisy_reason
+    for name in ("host", "cpu_model", "cpu_count", "threads", "measured_at"):
+        setattr(report.host, name, tags.get(f"lstm_exp.{name}", ""))
+
+
 def run_experiment(config: Any, job_dir: Optional[str | Path] = None, on_backend_ready=None) -> JobReport:
     """Run one experiment; returns its :class:`JobReport` (status FINISHED).
 
@@ -174,14 +218,18 @@ def run_experiment(config: Any, job_dir: Optional[str | Path] = None, on_backend
     result, backend_tags = evaluate_job(exp, pipeline, examples)
     if on_backend_ready is not None:
         on_backend_ready({**{f"cache.{k}": v for k, v in pipeline.keys.items()}, **backend_tags})
+    speakers = speakers_of(prepared, exp.split.name, [ex.utt_id for ex in examples])
     described = pipeline.describe()
-    metrics = {**result.metrics, **_stage_metrics(described["summaries"])}
+    metrics = {**result.metrics, **_speaker_metrics(result.rows, speakers), **_stage_metrics(described["summaries"])}
     typed = JobReport.from_metrics(metrics)
-    for part in ("accuracy", "errors", "infer_ms", "e2e_ms", "decode_ms", "throughput", "memory", "timing", "extra"):
+    for part in ("accuracy", "errors", "infer_ms", "e2e_ms", "decode_ms", "throughput", "memory", "timing", "extra",
+                 "sclite", "intervals", "noise"):
         setattr(report, part, getattr(typed, part))
+    _measurement(report, result, backend_tags)
     report.stage_keys, report.stage_summaries = described["keys"], described["summaries"]
 
     _write_rows(job_dir / "utterances.tsv", result.rows)
+    _write_scoring_files(job_dir, result, speakers)
     _write_json(job_dir / "stages.json", described)
     _write_json(job_dir / "confusions.json", [{"ref": r, "hyp": h, "count": n} for r, h, n in result.confusions])
     if result.log_probs:

@@ -102,6 +102,59 @@ class Dataset:
     source: str = ""
 
 
+# issue 19: sclite's figures beyond the error counts
+@dataclass
+class Sclite:
+    #: utterances with at least one error (sclite's S.Err)
+    sentence_errors: Optional[float] = None
+
+
+# issue 19: the uncertainty of a job's numbers and the conditions they were measured under
+@dataclass
+class Intervals:
+    """95 % intervals (lstm_exp.metrics.intervals): PER from the utterance bootstrap (and the
+    speaker-blocked one), throughput and p50 latency from the bootstrap over timed batches."""
+
+    per_low: Optional[float] = None
+    per_high: Optional[float] = None
+    per_speaker_low: Optional[float] = None
+    per_speaker_high: Optional[float] = None
+    throughput_utt_s_low: Optional[float] = None
+    throughput_utt_s_high: Optional[float] = None
+    infer_ms_p50_low: Optional[float] = None
+    infer_ms_p50_high: Optional[float] = None
+
+
+@dataclass
+class Noise:
+    """How steady the timing was and how busy the machine (lstm_exp.metrics.host)."""
+
+    #: std / mean of per-pass throughput (None with one pass)
+    timing_cv: Optional[float] = None
+    #: CPU time of other processes over the timed passes / (wall time x CPUs)
+    other_cpu_fraction: Optional[float] = None
+    load_avg_1m: Optional[float] = None
+    cpu_mhz: Optional[float] = None
+    timed_batches: Optional[float] = None
+    timed_seconds: Optional[float] = None
+    #: the highest latency percentile the timed batches support (MLPerf's floors: 99, 90, else 50)
+    timing_supported_percentile: Optional[float] = None
+    noisy: Optional[bool] = None
+    reason: str = ""
+
+
+@dataclass
+class Host:
+    """Where and when the job was timed (also the run's ``lstm_exp.*`` tags)."""
+
+    host: str = ""
+    cpu_model: str = ""
+    cpu_count: str = ""
+    threads: str = ""
+    #: UTC, ISO 8601, when the timed passes began; a REUSED row keeps its original
+    measured_at: str = ""
+
+
 #: flat metric key -> (part, field); latency keys are matched by prefix below
 _KNOWN = {
     **{k: ("accuracy", k) for k in ("per", "cer", "per_recipe", "cer_recipe")},
@@ -118,6 +171,18 @@ _KNOWN = {
     "cold_start_ms": ("timing", "cold_start_ms"),
     "parity_max_abs_diff": ("timing", "parity_max_abs_diff"),
     "export_max_abs_diff": ("timing", "export_max_abs_diff"),
+    # issue 19
+    "sentence_errors": ("sclite", "sentence_errors"),
+    "per_ci95_low": ("intervals", "per_low"),
+    "per_ci95_high": ("intervals", "per_high"),
+    "per_speaker_ci95_low": ("intervals", "per_speaker_low"),
+    "per_speaker_ci95_high": ("intervals", "per_speaker_high"),
+    "throughput_utt_s_ci95_low": ("intervals", "throughput_utt_s_low"),
+    "throughput_utt_s_ci95_high": ("intervals", "throughput_utt_s_high"),
+    "infer_ms_p50_ci95_low": ("intervals", "infer_ms_p50_low"),
+    "infer_ms_p50_ci95_high": ("intervals", "infer_ms_p50_high"),
+    **{k: ("noise", k) for k in ("timing_cv", "other_cpu_fraction", "load_avg_1m", "cpu_mhz", "timed_batches",
+                                  "timed_seconds", "timing_supported_percentile")},
 }
 #: metric prefix -> latency part
 _LATENCIES = ("infer_ms", "e2e_ms", "decode_ms")
@@ -173,6 +238,11 @@ class JobReport:
     job_dir: Optional[str] = None
     # issue 18: when the measurement a REUSED job carries was made (ISO 8601, UTC; the original run's end)
     measured_at: Optional[str] = None
+    # issue 19: sclite's sentence errors, intervals, timing noise, host; filled by run_experiment
+    sclite: Sclite = field(default_factory=Sclite)
+    intervals: Intervals = field(default_factory=Intervals)
+    noise: Noise = field(default_factory=Noise)
+    host: Host = field(default_factory=Host)
 
     # -- flat metrics <-> typed --------------------------------------------------------------
     @classmethod
@@ -228,7 +298,9 @@ class JobReport:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "JobReport":
         parts = {"accuracy": Accuracy, "errors": ErrorCounts, "infer_ms": Latency, "e2e_ms": Latency,
-                 "decode_ms": Latency, "throughput": Throughput, "memory": Memory, "timing": Timing}
+                 "decode_ms": Latency, "throughput": Throughput, "memory": Memory, "timing": Timing,
+                 # issue 19
+                 "sclite": Sclite, "intervals": Intervals, "noise": Noise, "host": Host}
         known = {f.name for f in fields(cls)}
         kwargs: dict[str, Any] = {}
         for key, value in data.items():
@@ -266,6 +338,7 @@ class JobReport:
                      f"mean {_f(lat.mean)};  end to end p50 {_f(self.e2e_ms.p50)} ms")
         decode_s = None if self.decode_ms.total is None else self.decode_ms.total / 1e3
         lines.append(f"throughput {_f(thr.utt_s, 1)} utt/s (model only)   RTF {_f(thr.rtf, 4)}   decode {_f(decode_s)} s")
+        lines.extend(self._issue19_lines())
         mem = self.memory
         if mem.host_peak_rss_mb is not None or mem.device_peak_mem_mb is not None:
             device = "n/a (CPU)" if mem.device_peak_mem_mb is None else f"{_f(mem.device_peak_mem_mb, 0)} MB"
@@ -274,9 +347,70 @@ class JobReport:
             lines.append(f"(reused: identical configuration FINISHED earlier as MLflow run {self.reused_from})")
         return lines
 
+    # issue 19: measurement tags back into the report, the sclite line, intervals, noise
+    def read_measurement_tags(self, tags: Mapping[str, str]) -> None:
+        """Host facts and the noise verdict from a run's ``lstm_exp.*`` tags (those
+        ``lstm_exp.evaluate.measurement_tags`` wrote), for a report rebuilt from the store: a
+        REUSED row keeps the original run's ``measured_at`` and host."""
+        for name in ("host", "cpu_model", "cpu_count", "threads", "measured_at"):
+            setattr(self.host, name, tags.get(f"lstm_exp.{name}", getattr(self.host, name)))
+        if "lstm_exp.timing_noisy" in tags:
+            self.noise.noisy = tags["lstm_exp.timing_noisy"] == "true"
+            self.noise.reason = tags.get("lstm_exp.timing_noisy_reason", "")
+
+    def sclite_line(self) -> Optional[str]:
+        """sclite's summary row in percent: ``Snt Wrd | Corr Sub Del Ins Err S.Err``."""
+        err = self.errors
+        counts = (err.utterances, err.ref_phones, err.substitutions, err.deletions, err.insertions,
+                  self.sclite.sentence_errors)
+        if any(v is None for v in counts) or not err.ref_phones or not err.utterances:
+            return None
+        snt, wrd, sub, dele, ins, serr = counts
+        pct = [100.0 * v / wrd for v in (wrd - sub - dele, sub, dele, ins, sub + dele + ins)]
+        return ("sclite: Snt {:d} Wrd {:d} | Corr {:.1f} Sub {:.1f} Del {:.1f} Ins {:.1f} Err {:.1f} S.Err {:.1f}"
+                .format(int(snt), int(wrd), *pct, 100.0 * serr / snt))
+
+    def _issue19_lines(self) -> list[str]:
+        lines = [line for line in (self.sclite_line(),) if line]
+        ivl, noise = self.intervals, self.noise
+        if ivl.per_low is not None:
+            speaker = (f"; speakers resampled [{_f(ivl.per_speaker_low)}, {_f(ivl.per_speaker_high)}]"
+                       if ivl.per_speaker_low is not None else "")
+            lines.append(f"95% intervals: PER {_f(self.accuracy.per)} [{_f(ivl.per_low)}, {_f(ivl.per_high)}]{speaker};  "
+                         f"throughput {_f(self.throughput.utt_s, 1)} [{_f(ivl.throughput_utt_s_low, 1)}, "
+                         f"{_f(ivl.throughput_utt_s_high, 1)}] utt/s;  p50 {_f(self.infer_ms.p50)} "
+                         f"[{_f(ivl.infer_ms_p50_low)}, {_f(ivl.infer_ms_p50_high)}] ms")
+        if noise.timed_batches is not None:
+            supported = int(noise.timing_supported_percentile or 50)
+            lines.append(f"timing: {int(noise.timed_batches)} timed batches in {_f(noise.timed_seconds, 1)} s support "
+                         f"percentiles up to p{supported} (MLPerf's floors: {_floors()})"
+                         + _unsupported(supported))
+        if noise.noisy is not None:
+            verdict = f"NOISY: {noise.reason}" if noise.noisy else "steady"
+            lines.append(f"timing {verdict}   (cv {_f(noise.timing_cv, 3)}, other processes "
+                         f"{_pct(noise.other_cpu_fraction)} of the CPUs, load {_f(noise.load_avg_1m)}, "
+                         f"{self.host.host or '?'} at {self.host.measured_at or '?'})")
+        return lines
+
 
 def _f(value: Optional[float], digits: int = 2) -> str:
     return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def _unsupported(supported: int) -> str:
+    """"; p90, p99 rest on fewer samples" for the printed percentiles above ``supported``."""
+    above = [f"p{p}" for p in (90, 99) if p > supported]
+    return f"; {', '.join(above)} {'rests' if len(above) == 1 else 'rest'} on fewer samples" if above else ""
+
+
+def _floors() -> str:
+    from lstm_exp.metrics.host import MLPERF_MIN_SAMPLES
+
+    return ", ".join(f"{n} for p{p}" for p, n in sorted(MLPERF_MIN_SAMPLES.items()))
+
+
+def _pct(value: Optional[float]) -> str:
+    return "n/a" if value is None else f"{value:.0%}"
 
 
 def _i(value: Optional[float]) -> str:

@@ -180,3 +180,89 @@ def test_later_timed_passes_are_not_checked_for_non_finite_values():
     # call 6: the first batch of the second (timed, model-only) pass
     result, _ = _run(NonFiniteBackend(bad_call=6), examples, batch_size=2, warmup=1, repeats=2)
     assert result.metrics["timed_passes"] == 2
+
+
+# -- issue 19: the timing plan, intervals, the noise verdict ------------------------------------
+
+def test_min_batches_adds_passes_until_the_passes_hold_enough_batches():
+    examples = _examples([6, 9, 4, 7, 8, 5, 6, 10, 4, 6])  # 3 batches per pass
+    backend = KnownDelayBackend(delay_ms=1.0, labels_by_first_value=_labels(examples))
+    result, decoder = _run(backend, examples, warmup=0, repeats=1, min_batches=10)
+    m = result.metrics
+    assert m["timed_passes"] == 4 and m["timed_batches"] == 12  # 3 passes hold 9 < 10
+    assert [(row["pass"], row["batch"]) for row in result.timings] == [(p, b) for p in range(4) for b in range(3)]
+    assert sum(row["utterances"] for row in result.timings) == 4 * 10
+    assert m["timing_supported_percentile"] == 50  # 12 batches: fewer than MLPerf's 64 for p90
+    assert decoder.calls == 3
+
+
+def test_max_seconds_caps_the_additions_but_never_repeats():
+    examples = _examples([4, 4, 4, 4])
+    backend = KnownDelayBackend(delay_ms=5.0, labels_by_first_value=_labels(examples))
+    capped, _ = _run(backend, examples, warmup=0, repeats=1, min_batches=10**6, max_seconds=0.05)
+    assert 1 < capped.metrics["timed_passes"] < 1000  # stopped by the cap, not by min_batches
+    floor, _ = _run(KnownDelayBackend(delay_ms=5.0, labels_by_first_value=_labels(examples)), examples, warmup=0,
+                    repeats=3, min_batches=10**6, max_seconds=0.0)
+    assert floor.metrics["timed_passes"] == 3
+
+
+def test_intervals_contain_their_point_estimates():
+    examples = _examples([6, 9, 4, 7, 8, 5, 6, 10, 4, 6])
+    labels = _labels(examples)
+    labels[1] = [2, 2, 3]  # one utterance decoded wrong: PER > 0
+    backend = JitteryBackend(labels_by_first_value=labels)
+    m = _run(backend, examples, warmup=0, repeats=5)[0].metrics
+    assert m["per"] > 0 and m["sentence_errors"] == 1
+    for name in ("per", "throughput_utt_s", "infer_ms_p50"):
+        assert m[f"{name}_ci95_low"] <= m[name] <= m[f"{name}_ci95_high"], name
+    assert m["per_ci95_low"] < m["per_ci95_high"] and m["throughput_utt_s_ci95_low"] < m["throughput_utt_s_ci95_high"]
+    assert m["timing_cv"] > 0
+
+
+class JitteryBackend(KnownDelayBackend):
+    """Reports 1, 2, 3, 4, 1, 2 ... ms: known times that vary within and across passes."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(delay_ms=0.0, **kwargs)
+
+    def run(self, x):
+        out = super().run(x)
+        return RunOutput(out.log_probs, infer_ms=float(1 + self.runs % 4))
+
+
+BUSY_LOOP = "import time\nend = time.time() + 60\nwhile time.time() < end: pass\n"
+
+
+def _timed_under_load(busy_processes: int, **thresholds):
+    """A job whose timed passes sleep (the backend's 'model' uses no CPU) while ``busy_processes``
+    busy loops run."""
+    import os
+    import subprocess
+    import sys
+
+    examples = _examples([4] * 8)
+    loops = [subprocess.Popen([sys.executable, "-c", BUSY_LOOP]) for _ in range(busy_processes)]
+    try:
+        time.sleep(0.3 if loops else 0.0)
+        backend = KnownDelayBackend(delay_ms=20.0, labels_by_first_value=_labels(examples))
+        return _run(backend, examples, warmup=0, repeats=1, min_seconds=1.0, **thresholds)[0]
+    finally:
+        for loop in loops:
+            loop.kill()
+            loop.wait()
+
+
+def test_a_job_timed_while_other_processes_load_the_cores_is_tagged_noisy():
+    import os
+
+    result = _timed_under_load(os.cpu_count() or 1, noisy_cv=1e9, noisy_other_cpu=0.05)
+    assert result.metrics["other_cpu_fraction"] > 0.05
+    assert result.noisy and "other processes took" in result.noisy_reason
+    assert "infer.noisy_other_cpu=0.05" in result.noisy_reason
+    assert result.host_load.measured_at and result.metrics["timed_seconds"] >= 1.0
+
+
+def test_an_idle_job_under_high_thresholds_is_not_tagged():
+    result = _timed_under_load(0, noisy_cv=1e9, noisy_other_cpu=2.0)
+    assert not result.noisy and result.noisy_reason == ""
+    assert "other_cpu_fraction" in result.metrics  # measured, just under the threshold
