@@ -117,6 +117,9 @@ class SweepCallback(Callback):
         self.parent_run_id: Optional[str] = None
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        from lstm_exp.sweep_checks import check_sweep_start
+
+        check_sweep_start(config, _sweep_dir(config))  # an earlier sweep's folder, a missing runtime
         from lstm_exp.tracking.store import OVERRIDES_TAG, ROLE_TAG, client, ensure_experiment
 
         sweep_dir = _sweep_dir(config)
