@@ -77,14 +77,20 @@ def new_folder(base: str) -> str:
     the cache) sees the same folder.
     """
     path = Path(base)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    for number in itertools.count():
-        candidate = path if number == 0 else path.with_name(f"{path.name}-{number}")
-        try:
-            candidate.mkdir()
-        except FileExistsError:
-            continue
-        return str(candidate)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        for number in itertools.count():
+            candidate = path if number == 0 else path.with_name(f"{path.name}-{number}")
+            try:
+                candidate.mkdir()
+            except FileExistsError:
+                continue
+            return str(candidate)
+    except OSError as exc:  # one line, not Hydra's failing error formatting (main has no run to end)
+        print(f"lstm_exp: error: cannot create the run folder {exc.filename} ({exc.strerror}): run python -m lstm_exp "
+              "from a folder you can write to, or write hydra.run.dir= / hydra.sweep.dir= a writable folder",
+              file=sys.stderr)
+        raise SystemExit(1) from None
     raise AssertionError("unreachable")
 
 
