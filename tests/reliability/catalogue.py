@@ -7,6 +7,9 @@ exactly one ``lstm_exp: error:`` line whose text names the offending file or val
 MLflow run, ended FAILED with the same line in its ``lstm_exp.error`` tag (and the whole message
 in its Description, ``mlflow.note.content``), and every file the
 earlier runs made (stage cache, ``outputs/``) still there, byte for byte.
+:meth:`Workspace.assert_refused_before_any_run` is the same contract without a run, for what is
+refused before a job or a sweep's parent starts (the command line, the launch or sweep folder).
+:func:`file_permissions_in_force` runs a case with file permissions in force also as root.
 :meth:`Workspace.assert_config_rejected` is the contract for what Hydra refuses before a job
 starts (an unknown option or group value): non-zero exit, no traceback, the value named, no run.
 """
