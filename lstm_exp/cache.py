@@ -232,7 +232,12 @@ class StageCache:
         """Keep a damaged entry for a look (``.damaged-<key>-<time>``), out of the way of the rebuild."""
         final = self.path(stage, key)
         aside = final.parent / f".damaged-{key}-{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:4]}"
-        final.rename(aside)
+        try:
+            final.rename(aside)
+        except OSError as exc:
+            if exc.errno in NOT_WRITABLE:
+                raise self._not_writable(stage, key, exc) from exc
+            raise
         log.warning("%s: the cache entry %s is damaged (%s); moved aside to %s, rebuilding it", stage, final, damage, aside)
 
     def _not_writable(self, stage: str, key: str, exc: OSError) -> CacheNotWritableError:
@@ -359,6 +364,8 @@ class StageCache:
                     tmp.rename(final)
             except BaseException as exc:
                 shutil.rmtree(tmp, ignore_errors=True)
+                if isinstance(exc, OSError) and exc.errno in NOT_WRITABLE and str(exc.filename).startswith(str(self.root)):
+                    raise self._not_writable(stage, key, exc) from exc
                 full = _disk_full(exc)
                 if full is not None:
                     where = f" (writing {full.filename})" if full.filename else ""
