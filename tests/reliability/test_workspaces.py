@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import stat
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -40,6 +41,18 @@ def test_a_read_only_launch_folder_is_one_line_before_any_folder_is_made(workspa
         line = workspace.assert_refused_before_any_run(result, str(launch), "not writable")
         assert "cd to a folder you can write to" in line
     assert not any(launch.iterdir())
+
+
+def test_a_read_only_folder_of_the_day_is_one_line_from_the_run_folder_resolver(workspace, tmp_path):
+    """The launch folder is writable, ``outputs/<date>`` is not: the resolver's one line."""
+    launch = tmp_path / "launch"
+    day = launch / "outputs" / time.strftime("%Y-%m-%d")
+    day.mkdir(parents=True)
+    with read_only(day):
+        proc = workspace.run(*SMOKE, "tracking=none", cwd=launch, prefix=file_permissions_in_force())
+    line = workspace.assert_refused_before_any_run(proc, str(day.relative_to(launch)), "Permission denied")
+    assert "hydra.run.dir=" in line
+    assert not any(day.iterdir())
 
 
 def test_a_read_only_cache_serves_every_cached_stage(workspace, tmp_path):
