@@ -11,6 +11,7 @@
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -44,6 +45,8 @@ class DataConfig:
     synth: Optional[SynthCorpusConfig] = None
 
     def __post_init__(self) -> None:
+        if self.root:  # data.root="~/TIMIT" (quoted, so no shell expanded it)
+            self.root = os.path.expanduser(self.root)
         if self.kind not in DATA_KINDS:
             raise ConfigError(f"data.kind={self.kind!r} is not known: write one of {', '.join(DATA_KINDS)}")
         if self.kind in ("timit", "kaldi_dir"):

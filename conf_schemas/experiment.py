@@ -141,6 +141,11 @@ class ExperimentConfig:
     def __post_init__(self) -> None:
         if self.batch < 1:
             raise ConfigError(f"batch={self.batch} is impossible: write a batch size >= 1, e.g. batch=16")
+        if self.data.kind != "kaldi_dir" and any(c.isspace() for c in str(self.paths.cache_dir)):
+            corpus = "the synthetic corpus and its features" if self.data.kind == "synth" else "the features"
+            raise ConfigError(f"paths.cache_dir={self.paths.cache_dir} has white space, and {corpus} go there, whose "
+                              "paths a Kaldi wav.scp / feats.scp cannot hold: set paths.cache_dir to a folder without "
+                              "spaces (e.g. paths.cache_dir=$HOME/lstm_exp_cache)")
         if self.stage != "all" and self.stage not in STAGES:
             raise ConfigError(f"stage={self.stage!r} is not a stage: write stage=all or one of {', '.join(STAGES)}")
         from lstm_exp.backends.registry import plugin_for

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import os
 import re
 import signal
 import sys
@@ -45,6 +46,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from conf_schemas import register_configs
+from lstm_exp.cli_args import check_launch_folder, checked_argv
 from lstm_exp.config_path import config_dir
 from lstm_exp.errors import LstmExpError
 from lstm_exp.experiment import identity_of, run_experiment, validate
@@ -76,14 +78,20 @@ def new_folder(base: str) -> str:
     the cache) sees the same folder.
     """
     path = Path(base)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    for number in itertools.count():
-        candidate = path if number == 0 else path.with_name(f"{path.name}-{number}")
-        try:
-            candidate.mkdir()
-        except FileExistsError:
-            continue
-        return str(candidate)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        for number in itertools.count():
+            candidate = path if number == 0 else path.with_name(f"{path.name}-{number}")
+            try:
+                candidate.mkdir()
+            except FileExistsError:
+                continue
+            return str(candidate)
+    except OSError as exc:  # one line, not Hydra's failing error formatting (main has no run to end)
+        print(f"lstm_exp: error: cannot create the run folder {exc.filename} ({exc.strerror}): run python -m lstm_exp "
+              "from a folder you can write to, or write hydra.run.dir= / hydra.sweep.dir= a writable folder",
+              file=sys.stderr)
+        raise SystemExit(1) from None
     raise AssertionError("unreachable")
 
 
@@ -250,16 +258,46 @@ def hydra_main(cfg: DictConfig) -> Optional[float]:
 
 
 def _terminate(signum: int, frame: Any) -> None:
-    """SIGTERM as Ctrl-C: unwinds through the stages' clean-up and ends the MLflow run KILLED."""
+    """SIGTERM or SIGHUP as Ctrl-C: unwinds through the stages' clean-up and ends the MLflow run KILLED."""
+    if signum == signal.SIGHUP:
+        _detach_from_closed_terminal()
     raise KeyboardInterrupt(f"signal {signum}")
+
+
+def _detach_from_closed_terminal() -> None:
+    """After SIGHUP a terminal's stdout/stderr may be gone (writes fail with EIO): send them to
+    /dev/null so that the clean-up's last line cannot turn into a traceback.  Output redirected
+    to a file or pipe is kept."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            if stream.isatty():
+                stream.flush()
+                os.dup2(devnull, stream.fileno())
+        except (OSError, ValueError):
+            os.dup2(devnull, stream.fileno())
+    os.close(devnull)
+
+
+def _checked_command_line() -> None:
+    """The argv checks of :mod:`lstm_exp.cli_args`: one ``lstm_exp: error:`` line and exit 1, before
+    Hydra composes anything (no run folder, no MLflow run)."""
+    try:
+        sys.argv[1:] = checked_argv(sys.argv[1:], CONFIG_DIR)
+        check_launch_folder(sys.argv[1:], Path.cwd())
+    except LstmExpError as err:
+        print(f"lstm_exp: error: {err}", file=sys.stderr)
+        raise SystemExit(1) from None
 
 
 def main() -> None:
     """Console entry point (``python -m lstm_exp`` / ``lstm-exp``); a sweep's exit status is set by
-    its callback (non-zero if any job failed). Ctrl-C or SIGTERM ends the running job's MLflow run
-    and an open sweep parent KILLED and exits 130; a sweep stopped by an unexpected error ends its
-    parent FAILED."""
+    its callback (non-zero if any job failed). Ctrl-C, SIGTERM or SIGHUP (a closed terminal, a
+    dropped SSH session) ends the running job's MLflow run and an open sweep parent KILLED and
+    exits 130; a sweep stopped by an unexpected error ends its parent FAILED."""
     signal.signal(signal.SIGTERM, _terminate)
+    signal.signal(signal.SIGHUP, _terminate)
+    _checked_command_line()
     try:
         hydra_main()
     except KeyboardInterrupt:

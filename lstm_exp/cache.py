@@ -21,6 +21,14 @@ run simply recomputes it.  docs/RELIABILITY.md lists what happens when things go
   :class:`CacheDiskFullError`, one line naming the entry; earlier entries are untouched.
 * ``force`` rebuilds into a temporary folder too; the old entry is replaced only once the new one
   is complete, and survives a failed or interrupted rebuild.
+* Every entry is verified before use: its manifest lists each file with its size and a hash of
+  its first and last :data:`SAMPLE_BYTES` bytes (:func:`file_record`).  An entry with a file
+  missing or changed is moved aside to ``<stage>/.damaged-<key>-<time>/`` (kept for a look, never
+  deleted) and rebuilt, with a warning naming both.  Entries written before manifests had a file
+  list (no ``files`` field) are used as they are, unverified.
+* A complete, intact entry is used without taking its lock, so a read-only cache (or one on a
+  read-only mount) serves every stage it holds; only a build needs to write.  A build that
+  cannot write there stops with :class:`CacheNotWritableError`, one line naming the folder.
 
     >>> cache = StageCache("/tmp/cache")
     >>> key = cache.key("prepare", {"data": {"kind": "synth"}}, upstream=[])
@@ -49,6 +57,10 @@ from lstm_exp.errors import LstmExpError
 log = logging.getLogger(__name__)
 
 MANIFEST = "_stage.json"
+#: bytes hashed at each end of a cache file (:func:`file_record`): cheap on a corpus of thousands
+#: of WAV files, and enough to see a truncated, replaced or rewritten-header file
+SAMPLE_BYTES = 4096
+NOT_WRITABLE = (errno.EACCES, errno.EPERM, errno.EROFS)
 DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 NO_LOCKS = (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS)
 #: a waiter that finds the lock file still empty polls briefly for the new holder's record (for its message)
@@ -66,6 +78,54 @@ class CacheDiskFullError(LstmExpError):
 
 class CacheLockError(LstmExpError):
     """The file system of the cache cannot lock files."""
+
+
+class CacheNotWritableError(LstmExpError):
+    """A stage has to be built, and the cache folder is read-only."""
+
+
+def entry_of_build(build_dir: Path) -> Optional[Path]:
+    """The entry a temporary build folder (``<stage>/.tmp-<key>-<pid>-<random>``) becomes, or None
+    for another folder: for a stage that leaves something beside its entry when it fails."""
+    name = Path(build_dir).name
+    if not name.startswith(".tmp-"):
+        return None
+    return Path(build_dir).parent / name[len(".tmp-"):].split("-", 1)[0]
+
+
+def file_record(path: Path) -> list:
+    """``[size, sha256 of the first and last SAMPLE_BYTES bytes]`` of a file in a cache entry."""
+    size = path.stat().st_size
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        digest.update(handle.read(SAMPLE_BYTES))
+        if size > SAMPLE_BYTES:
+            handle.seek(max(SAMPLE_BYTES, size - SAMPLE_BYTES))
+            digest.update(handle.read(SAMPLE_BYTES))
+    return [size, digest.hexdigest()[:16]]
+
+
+def entry_files(folder: Path) -> dict[str, list]:
+    """Relative path -> :func:`file_record` of every file under ``folder`` but the manifest."""
+    return {str(path.relative_to(folder)): file_record(path) for path in sorted(folder.rglob("*"))
+            if path.is_file() and path.name != MANIFEST}
+
+
+def entry_damage(folder: Path, recorded: Mapping[str, list]) -> str:
+    """What differs from the manifest's file list (``"model.onnx: missing"``), or "" if nothing."""
+    for name, record in recorded.items():
+        path = folder / name
+        try:
+            actual = file_record(path)
+        except FileNotFoundError:
+            return f"{name}: missing"
+        except OSError as exc:
+            return f"{name}: unreadable ({exc.strerror})"
+        if actual[0] != record[0]:
+            return f"{name}: {actual[0]} bytes, the manifest says {record[0]}"
+        if actual != list(record):
+            return f"{name}: changed since it was written (content differs)"
+    return ""
 
 
 def file_stamp(path: str | os.PathLike) -> Optional[list]:
@@ -157,13 +217,51 @@ class StageCache:
     def manifest(self, stage: str, key: str) -> dict:
         return json.loads((self.path(stage, key) / MANIFEST).read_text())
 
+    def damage(self, stage: str, key: str) -> Optional[str]:
+        """None when the entry is not there (no manifest); "" when it is intact; else what is wrong."""
+        folder = self.path(stage, key)
+        try:
+            manifest = json.loads((folder / MANIFEST).read_text())
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as exc:
+            return f"{MANIFEST}: unreadable ({exc})"
+        return entry_damage(folder, manifest.get("files") or {})
+
+    def _move_aside(self, stage: str, key: str, damage: str) -> None:
+        """Keep a damaged entry for a look (``.damaged-<key>-<time>``), out of the way of the rebuild."""
+        final = self.path(stage, key)
+        aside = final.parent / f".damaged-{key}-{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:4]}"
+        try:
+            final.rename(aside)
+        except OSError as exc:
+            if exc.errno in NOT_WRITABLE:
+                raise self._not_writable(stage, key, exc) from exc
+            raise
+        log.warning("%s: the cache entry %s is damaged (%s); moved aside to %s, rebuilding it", stage, final, damage, aside)
+
+    def _not_writable(self, stage: str, key: str, exc: OSError) -> CacheNotWritableError:
+        return CacheNotWritableError(
+            f"{stage}: the cache entry {self.path(stage, key)} has to be built, but paths.cache_dir={self.root} is "
+            f"not writable ({exc.strerror}: {exc.filename}): set paths.cache_dir to a folder you can write to, or "
+            f"make this one writable")
+
+    def _open_lock_file(self, stage: str, key: str) -> int:
+        lock_path = self.lock_path(stage, key)
+        try:
+            lock_path.parent.mkdir(parents=True, exist_ok=True)
+            return os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o666)
+        except OSError as exc:
+            if exc.errno in NOT_WRITABLE:
+                raise self._not_writable(stage, key, exc) from exc
+            raise
+
     @contextmanager
     def _lock(self, stage: str, key: str) -> Iterator[None]:
         """Hold the entry's lock: wait for a live holder; take over the trace of a dead one."""
         lock_path = self.lock_path(stage, key)
-        lock_path.parent.mkdir(parents=True, exist_ok=True)
         with _thread_lock(lock_path):
-            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o666)
+            fd = self._open_lock_file(stage, key)
             try:
                 try:
                     try:
@@ -230,11 +328,17 @@ class StageCache:
         new one is complete.
         """
         final = self.path(stage, key)
+        if not force and self.damage(stage, key) == "":  # complete and intact: no lock, no write
+            log.info("%s: cached %s", stage, final)
+            return final
         with self._lock(stage, key):
             self._remove_leftovers(stage, key)
-            if not force and (final / MANIFEST).is_file():
+            damage = None if force else self.damage(stage, key)
+            if damage == "":  # built by another process while this one waited
                 log.info("%s: cached %s", stage, final)
                 return final
+            if damage:
+                self._move_aside(stage, key, damage)
             tmp = final.parent / f".tmp-{key}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
             started = time.time()
             try:
@@ -246,6 +350,7 @@ class StageCache:
                     "config": config or {},
                     "upstream": list(upstream),
                     "summary": summary,
+                    "files": entry_files(tmp),
                     "seconds": round(time.time() - started, 3),
                     "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
                 }
@@ -259,6 +364,8 @@ class StageCache:
                     tmp.rename(final)
             except BaseException as exc:
                 shutil.rmtree(tmp, ignore_errors=True)
+                if isinstance(exc, OSError) and exc.errno in NOT_WRITABLE and str(exc.filename).startswith(str(self.root)):
+                    raise self._not_writable(stage, key, exc) from exc
                 full = _disk_full(exc)
                 if full is not None:
                     where = f" (writing {full.filename})" if full.filename else ""

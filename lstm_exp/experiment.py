@@ -68,10 +68,13 @@ def validate(cfg: DictConfig) -> Any:
 
 def preflight(exp: Any) -> None:
     """Fail fast on what would otherwise fail after minutes of training: the backend plugin's checks
-    (a missing runtime, provider or device is one line, never a silent CPU fall-back)."""
+    (a missing runtime, provider or device is one line, never a silent CPU fall-back), for the
+    stages that run the backend (``stage=export`` or ``convert`` for acl needs no pyacl)."""
     from lstm_exp.backends.registry import plugin_for
+    from lstm_exp.sweep_checks import RUNTIME_STAGES
 
-    plugin_for(exp.backend.name).preflight(exp.backend)
+    if exp.stage in RUNTIME_STAGES:
+        plugin_for(exp.backend.name).preflight(exp.backend)
 
 
 def variant_of(backend: Any) -> str:

@@ -267,3 +267,59 @@ def test_a_build_killed_by_a_signal_neither_blocks_nor_is_reused(tmp_path, signu
     assert sorted(p.name for p in Path(entry).iterdir()) == [MANIFEST, "partial.txt", "result.txt"]
     assert _leftovers(root / "s") == []
     assert cache.lock_path("s", key).read_text() == ""  # released cleanly this time
+
+
+# -- verified before use ----------------------------------------------------------------------------
+def _entry_with_files(cache: StageCache) -> tuple[Path, list]:
+    builds = []
+
+    def build(out: Path) -> dict:
+        builds.append(1)
+        (out / "sub").mkdir()
+        (out / "sub" / "big.bin").write_bytes(bytes(range(256)) * 100)  # 25,600 bytes: both ends hashed
+        (out / "small.txt").write_text("abc")
+        return {}
+
+    return cache.run("s", "k", build), builds
+
+
+def test_the_manifest_lists_each_file_with_its_size_and_end_hash(tmp_path):
+    cache = StageCache(tmp_path)
+    entry, _ = _entry_with_files(cache)
+    files = json.loads((entry / MANIFEST).read_text())["files"]
+    assert sorted(files) == ["small.txt", "sub/big.bin"]
+    assert files["small.txt"][0] == 3 and files["sub/big.bin"][0] == 25600
+    assert cache.damage("s", "k") == ""
+
+
+@pytest.mark.parametrize("damage, said", [
+    (lambda e: (e / "sub" / "big.bin").unlink(), "sub/big.bin: missing"),
+    (lambda e: (e / "sub" / "big.bin").write_bytes(b"x" * 10), "sub/big.bin: 10 bytes, the manifest says 25600"),
+    (lambda e: (e / "small.txt").write_text("abd"), "small.txt: changed since it was written"),
+    (lambda e: (e / "sub" / "big.bin").write_bytes(bytes(range(256)) * 99 + bytes(255) + b"!"),
+     "sub/big.bin: changed since it was written"),  # the last byte: the end hash sees it
+], ids=["missing", "truncated", "same-size", "last-byte"])
+def test_a_damaged_entry_is_moved_aside_and_rebuilt(tmp_path, caplog, damage, said):
+    cache = StageCache(tmp_path)
+    entry, builds = _entry_with_files(cache)
+    damage(entry)
+    assert cache.damage("s", "k").startswith(said)
+    with caplog.at_level("WARNING"):
+        again, builds_again = _entry_with_files(cache)
+    assert again == entry and builds_again == [1] and cache.damage("s", "k") == ""
+    (aside,) = tmp_path.joinpath("s").glob(".damaged-k-*")
+    assert (aside / MANIFEST).is_file()
+    assert f"the cache entry {entry} is damaged ({said}" in caplog.text and str(aside) in caplog.text
+
+
+def test_an_intact_entry_is_used_without_its_lock(tmp_path, monkeypatch):
+    cache = StageCache(tmp_path)
+    _entry_with_files(cache)
+    cache.lock_path("s", "k").unlink()
+
+    def no_lock(*args, **kwargs):
+        raise AssertionError("an intact entry took its lock")
+
+    monkeypatch.setattr(StageCache, "_lock", no_lock)
+    entry, builds = _entry_with_files(cache)
+    assert builds == [] and not cache.lock_path("s", "k").exists()

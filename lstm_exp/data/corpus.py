@@ -87,6 +87,30 @@ def locate_timit_parts(root: Path) -> Tuple[Optional[Path], Optional[Path]]:
 class _UttFiles:
     wav: List[Path] = field(default_factory=list)
     phn: List[Path] = field(default_factory=list)
+    #: ``<utt>.WAV.wav``: the RIFF copies some TIMIT distributions hold instead of (or beside) the .WAV
+    riff_copy: List[Path] = field(default_factory=list)
+
+
+#: what the first four bytes of a .WAV say it is
+_AUDIO_MAGIC = {b"NIST": "NIST SPHERE", b"RIFF": "RIFF WAVE"}
+
+
+def _audio_kind(path: Path) -> str:
+    try:
+        with open(path, "rb") as handle:
+            return _AUDIO_MAGIC.get(handle.read(4), "unknown format")
+    except OSError:
+        return "unreadable"
+
+
+def _case_clash(speaker_dir: Path, name: str, files: _UttFiles) -> str:
+    """The fault of several files of one utterance differing in letter case, with which to keep."""
+    clashing = ", ".join(f"{p.name}: {_audio_kind(p)}" for p in files.wav) if len(files.wav) > 1 else ""
+    names = ", ".join(p.name for p in files.wav + files.phn)
+    advice = ("keep one file per utterance: the LDC originals are the NIST SPHERE .WAV files, so move the converted "
+              "copies (e.g. sph2pipe's RIFF .wav) out of the tree" if "NIST SPHERE" in clashing else
+              "keep one file per utterance and move the others out of the tree")
+    return f"{speaker_dir}: several files for utterance {name} differing in letter case ({clashing or names}); {advice}"
 
 
 def _scan_speakers(part: Path) -> Dict[str, List[Path]]:
@@ -103,6 +127,10 @@ def _scan_utterances(speaker_dir: Path) -> Dict[str, _UttFiles]:
     found: Dict[str, _UttFiles] = {}
     for entry in os.scandir(speaker_dir):
         parts = entry.name.split(".")
+        if len(parts) == 3 and [p.lower() for p in parts[1:]] == ["wav", "wav"] and entry.is_file():
+            if not parts[0].lower().startswith("sa"):
+                found.setdefault(parts[0].lower(), _UttFiles()).riff_copy.append(Path(entry.path))
+            continue
         if len(parts) != 2 or not entry.is_file():
             continue
         stem, ext = parts[0].lower(), parts[1].lower()
@@ -213,9 +241,10 @@ def read_phn(path: Path, num_samples: Optional[int]) -> Tuple[List[Segment], Lis
 def _read_utterance(utt_id: str, speaker: str, files: _UttFiles, speaker_dir: Path) -> Tuple[Optional[Utterance], List[str]]:
     faults: List[str] = []
     name = utt_id.split("_", 1)[1]
+    if not files.wav:  # only <utt>.WAV.wav (a RIFF copy, as some distributions ship TIMIT): read it
+        files.wav = list(files.riff_copy)
     if len(files.wav) > 1 or len(files.phn) > 1:
-        clashing = ", ".join(p.name for p in files.wav + files.phn)
-        faults.append(f"{speaker_dir}: several files for utterance {name} differing in letter case ({clashing})")
+        faults.append(_case_clash(speaker_dir, name, files))
     if not files.wav:
         faults.append(f"{files.phn[0].with_suffix('')}.WAV: missing audio (the .PHN has no .WAV beside it)")
     if not files.phn:
@@ -296,6 +325,9 @@ def scan_timit(
         raise DataError(f"{root}: TIMIT root folder does not exist: point data.root at the folder holding TRAIN and TEST")
     train_dir, test_dir = locate_timit_parts(root)
     faults: List[str] = []
+    if train_dir is None and test_dir is None and root.name.lower() in ("train", "test"):
+        raise DataError(f"TIMIT tree {root}: this is the {root.name} folder of a TIMIT tree, not its root: set "
+                        f"data.root={root.parent} (the folder holding TRAIN and TEST)")
     if train_dir is None:
         faults.append(f"{root}: no TRAIN folder (expected {root}/TRAIN/DR1/<speaker>/<utterance>.WAV, or lower case)")
     if test_dir is None:

@@ -176,9 +176,10 @@ def _compute_in_order(jobs: list[tuple[str, str, FbankConfig]], workers: int,
         pool.shutdown(wait=True)
 
 
-#: signals a user or a scheduler sends to a whole process group (Ctrl-C in a terminal; SIGTERM
+#: signals a user or a scheduler sends to a whole process group (Ctrl-C in a terminal; SIGHUP when
+#: the terminal or SSH session closes; SIGTERM
 #: from ``kill -- -<pgid>``, ``timeout``, Slurm): only the parent handles them
-GROUP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
+GROUP_SIGNALS = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
 
 
 @contextmanager

@@ -174,7 +174,10 @@ class SweepCallback(Callback):
         self.parent_run_id: Optional[str] = None
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        from lstm_exp.sweep_checks import check_sweep_start
         from lstm_exp.tracking.store import OVERRIDES_TAG, ROLE_TAG, SWEEP_TAG, SWEPT_TAG, client, ensure_experiment
+
+        check_sweep_start(config, _sweep_dir(config))  # an earlier sweep's folder, a missing runtime
 
         sweep_dir = _sweep_dir(config)
         sweep_dir.mkdir(parents=True, exist_ok=True)

@@ -7,6 +7,9 @@ exactly one ``lstm_exp: error:`` line whose text names the offending file or val
 MLflow run, ended FAILED with the same line in its ``lstm_exp.error`` tag (and the whole message
 in its Description, ``mlflow.note.content``), and every file the
 earlier runs made (stage cache, ``outputs/``) still there, byte for byte.
+:meth:`Workspace.assert_refused_before_any_run` is the same contract without a run, for what is
+refused before a job or a sweep's parent starts (the command line, the launch or sweep folder).
+:func:`file_permissions_in_force` runs a case with file permissions in force also as root.
 :meth:`Workspace.assert_config_rejected` is the contract for what Hydra refuses before a job
 starts (an unknown option or group value): non-zero exit, no traceback, the value named, no run.
 """
@@ -15,12 +18,13 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import shutil
 import sqlite3
 import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, Optional
+from typing import Dict, Optional, Sequence
 
 CHECKOUT = Path(__file__).resolve().parents[2]
 SMOKE = ("experiment=smoke", "progress=false")
@@ -82,12 +86,22 @@ class Workspace:
 
     # -- running -----------------------------------------------------------------------------
     def run(self, *args: str, env: Optional[Dict[str, str]] = None, timeout: float = 600,
-            snapshot: bool = True) -> subprocess.CompletedProcess:
-        """``python -m lstm_exp <args>`` here; remembers what existed before (``snapshot``)."""
+            snapshot: bool = True, cwd: Optional[Path] = None,
+            prefix: Sequence[str] = ()) -> subprocess.CompletedProcess:
+        """``python -m lstm_exp <args>`` here (or in ``cwd``), behind ``prefix`` (e.g.
+        :func:`file_permissions_in_force`); remembers what existed before (``snapshot``)."""
         if snapshot:
             self.snapshot()
-        return subprocess.run([sys.executable, "-m", "lstm_exp", *args], cwd=self.root, env=cli_env(env),
-                              capture_output=True, text=True, timeout=timeout)
+        return subprocess.run([*prefix, sys.executable, "-m", "lstm_exp", *args], cwd=cwd or self.root,
+                              env=cli_env(env), capture_output=True, text=True, timeout=timeout)
+
+    def copy(self, dest: Path) -> "Workspace":
+        """A workspace of its own at ``dest`` holding a copy of this one's stage cache (no runs), for
+        a case that damages or locks the cache."""
+        shutil.copytree(self.root / "cache", dest / "cache", symlinks=True)
+        space = Workspace(dest)
+        space.smoke_entries = {stage: dest / "cache" / stage / entry.name for stage, entry in self.smoke_entries.items()}
+        return space
 
     # -- the contracts -----------------------------------------------------------------------
     def assert_earlier_outputs_intact(self) -> None:
@@ -123,6 +137,24 @@ class Workspace:
         print(f"[catalogue] {line}")  # pytest -s shows the line each case gives (for docs/RELIABILITY.md)
         return line
 
+    def assert_refused_before_any_run(self, proc: subprocess.CompletedProcess, *names: str) -> str:
+        """What is refused before a job or a sweep's parent starts (the command line, the launch
+        folder, the sweep folder, a sweep's missing runtime): the catalogue's contract without
+        an MLflow run: exit status 1, no traceback, exactly one ``lstm_exp: error:`` line naming
+        ``names``, no new run, earlier outputs intact; returns the line."""
+        output = proc.stdout + proc.stderr
+        assert proc.returncode == 1, f"exit {proc.returncode}, expected 1:\n{output[-3000:]}"
+        assert "Traceback" not in output, output[-5000:]
+        lines = [line for line in proc.stderr.splitlines() if line.startswith(ERROR_PREFIX)]
+        assert len(lines) == 1, f"expected one '{ERROR_PREFIX}' line:\n{proc.stderr[-3000:]}"
+        line = lines[0][len(ERROR_PREFIX):]
+        for name in names:
+            assert name in line, f"the error line does not name {name!r}: {line}"
+        assert self.runs() == self.runs_before, "a run was recorded for what was refused before any run"
+        self.assert_earlier_outputs_intact()
+        print(f"[catalogue] {line}")
+        return line
+
     def assert_config_rejected(self, proc: subprocess.CompletedProcess, *names: str) -> None:
         """Hydra's refusal before any job: non-zero exit, no traceback, ``names`` in its message, no run."""
         output = proc.stdout + proc.stderr
@@ -132,6 +164,16 @@ class Workspace:
             assert name in proc.stderr, f"Hydra's message does not name {name!r}: {proc.stderr[-2000:]}"
         assert self.runs() == self.runs_before, "a run was recorded for a config Hydra refused"
         self.assert_earlier_outputs_intact()
+
+
+def file_permissions_in_force() -> list:
+    """A command prefix under which file permissions hold also for root (the CI runs as root):
+    ``setpriv`` without CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH; nothing for another user."""
+    if os.geteuid() != 0:
+        return []
+    setpriv = shutil.which("setpriv")
+    assert setpriv, "setpriv (util-linux) is needed to run the read-only cases as root"
+    return [setpriv, "--inh-caps=-all", "--bounding-set=-dac_override,-dac_read_search"]
 
 
 def assert_tool_error(proc: subprocess.CompletedProcess, prefix: str, *names: str) -> str:

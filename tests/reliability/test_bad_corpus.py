@@ -304,3 +304,54 @@ def test_a_file_replaced_at_the_same_path_is_not_taken_from_the_cache(workspace,
              if "prepare: built" in line]
     assert len(built) == 2, "the second run reused the entry made from the replaced file"
     workspace.assert_earlier_outputs_intact()
+
+
+# ----------------------------------------------------------------------------- messages that point the right way
+
+
+def _riff_copy(wav: Path, target: Path) -> None:
+    import soundfile as sf
+
+    samples, rate = sf.read(str(wav), dtype="int16")
+    sf.write(str(target), samples, rate, format="WAV", subtype="PCM_16")
+
+
+def test_a_tree_of_riff_wav_wav_copies_prepares(workspace, timit):
+    """``<utt>.WAV.wav`` RIFF files only, as some distributions ship TIMIT: they are the audio."""
+    for wav in sorted(timit.rglob("*.WAV")):
+        _riff_copy(wav, wav.with_name(wav.name + ".wav"))
+        wav.unlink()
+    proc = workspace.run(*timit_args(timit, "stage=prepare"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    workspace.assert_earlier_outputs_intact()
+
+
+def test_a_wav_beside_its_sph2pipe_copy_says_which_to_keep(workspace, timit):
+    wav = timit / "TRAIN/DR1/FCJF0/SI1027.WAV"
+    _riff_copy(wav, wav.with_name("SI1027.wav"))
+    proc = workspace.run(*timit_args(timit))
+    line = workspace.assert_user_error(proc, str(wav.parent), "SI1027.WAV: NIST SPHERE", "SI1027.wav: RIFF WAVE")
+    assert "keep one file per utterance" in line and "move the converted copies" in line
+
+
+def test_data_root_at_the_train_folder_says_to_use_its_parent(workspace, timit):
+    proc = workspace.run(*SMOKE, "data=timit", f"data.root={timit / 'TRAIN'}")
+    line = workspace.assert_user_error(proc, str(timit / "TRAIN"), f"data.root={timit}")
+    assert "this is the TRAIN folder" in line
+
+
+def test_a_corpus_under_the_home_folder_written_with_a_tilde_prepares(workspace, timit):
+    home = timit.parent.parent
+    for root in ("~/copy/TIMIT", '"~/copy/TIMIT"'):  # unquoted: the command line; quoted: validation
+        args = [a.replace(f"data.root={timit}", f"data.root={root}") for a in timit_args(timit, "stage=prepare")]
+        proc = workspace.run(*args, env={"HOME": str(home)})
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        workspace.assert_earlier_outputs_intact()
+
+
+def test_a_cache_folder_with_white_space_is_refused_before_synthesis(workspace, tmp_path):
+    cache = tmp_path / "my runs" / "cache"
+    proc = workspace.run(*SMOKE, f"paths.cache_dir={cache}")
+    line = workspace.assert_user_error(proc, f"paths.cache_dir={cache}")
+    assert "set paths.cache_dir to a folder without spaces" in line and "synthetic corpus" in line
+    assert not cache.exists()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import re
+from pathlib import Path
 
 from catalogue import CHECKOUT, SMOKE
 
@@ -60,3 +62,26 @@ def test_execution_provider_absent(workspace):
     proc = workspace.run(*SMOKE, "backend=onnxruntime", "backend.providers=[CUDAExecutionProvider,CPUExecutionProvider]")
     line = workspace.assert_user_error(proc, "CUDAExecutionProvider")
     assert "not available" in line
+
+
+# -- Ascend without CANN: what needs neither pyacl nor atc still works -----------------------------
+def test_acls_export_stage_runs_without_cann(workspace):
+    """The static ONNX of acl (the porting engineer's file) needs no CANN: the run FINISHES."""
+    proc = workspace.run(*SMOKE, "backend=acl", "stage=export")  # no simulator: no pyacl, no atc
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Traceback" not in proc.stdout + proc.stderr
+    new = [s for run_id, s in workspace.runs().items() if run_id not in workspace.runs_before]
+    assert new == ["FINISHED"]
+    workspace.assert_earlier_outputs_intact()
+
+
+def test_acls_convert_stage_without_cann_saves_the_atc_command_and_says_where_to_run_it(workspace):
+    # a SoC no other case converts for: an OM that is cached would be reused without atc
+    proc = workspace.run(*SMOKE, "backend=acl", "stage=convert", "backend.atc.soc_version=Ascend310P3")
+    line = workspace.assert_user_error(proc, "backend.atc.atc_path=atc", "atc_command.txt")
+    assert "on a host with CANN" in line
+    saved = Path(re.search(r"the command saved in (\S+) on a host", line).group(1))
+    command = saved.read_text()
+    assert saved.parent == workspace.root / "cache" / "convert" and command.startswith("atc ") and "--model=" in command and "--soc_version=Ascend310P3" in command
+    assert f"--output={saved.parent / saved.name.split('.')[0]}/model" in command  # the entry, not the build folder
+    saved.unlink()  # not part of the catalogue's shared state

@@ -2,8 +2,9 @@
 
 :func:`build_atc_command` writes the recipe's command line (static batch, or one OM with batch
 gears); :func:`run_atc` runs it when ``atc`` is installed, keeping the exact command
-(``atc_command.txt``) and ATC's output (the log file) beside the OM, and otherwise says which
-command to run on a machine with the Ascend CANN toolkit.  atc runs with
+(``atc_command.txt``) and ATC's output (the log file) beside the OM, and otherwise saves the
+command beside the cache entry it would make (``<cache>/convert/<key>.atc_command.txt``) and
+says to run it on a machine with the Ascend CANN toolkit.  atc runs with
 ``ASCEND_SLOG_PRINT_TO_STDOUT=1`` so that the CANN log lines that explain a failure land in the
 recorded log rather than in ``~/ascend/log``.  :func:`convert_onnx_to_om` joins
 both for the ``convert`` stage.
@@ -120,6 +121,29 @@ def om_path_of(cmd: Sequence[str]) -> Path:
     raise ConfigError(f"atc command has no --output=...: {shlex.join(cmd)}")
 
 
+def _outside_build(out_dir: Path, cmd: Sequence[str]) -> list[str]:
+    """``cmd`` with its ``--output`` in the cache entry instead of the build folder, which a failed
+    build removes (the command as it would run for that entry)."""
+    from lstm_exp.cache import entry_of_build
+
+    entry = entry_of_build(out_dir)
+    if entry is None:
+        return list(cmd)
+    build = str(Path(out_dir).resolve())
+    return [arg.replace(build, str(entry.resolve())) if arg.startswith("--output=") else arg for arg in cmd]
+
+
+def _keep_command(out_dir: Path, cmd: Sequence[str]) -> Path:
+    """Save the ATC command where a failed convert build leaves it: ``<entry>.atc_command.txt``
+    beside the cache entry (``out_dir`` itself outside the cache); returns that file."""
+    from lstm_exp.cache import entry_of_build
+
+    entry = entry_of_build(out_dir)
+    path = out_dir / COMMAND_FILE if entry is None else entry.with_name(f"{entry.name}.{COMMAND_FILE}")
+    path.write_text(shlex.join(_outside_build(out_dir, cmd)) + "\n")
+    return path
+
+
 def run_atc(cmd: Sequence[str], log_path: Path | str) -> Path:
     """Run ``cmd`` (from :func:`build_atc_command`); return the OM it wrote.
 
@@ -134,10 +158,11 @@ def run_atc(cmd: Sequence[str], log_path: Path | str) -> Path:
     executable = shutil.which(cmd[0])
     if executable is None:
         where = "is not an executable file" if os.sep in cmd[0] else "not found on PATH"
+        kept = _keep_command(log_path.parent, cmd)
         raise MissingDependencyError(
             f"backend.atc.atc_path={cmd[0]} {where}: ONNX->OM conversion needs the Ascend CANN toolkit (atc); "
             f"source <CANN>/set_env.sh (e.g. /usr/local/Ascend/ascend-toolkit/set_env.sh) and run again, "
-            f"or run on an Ascend host: {command_line}"
+            f"or run the command saved in {kept} on a host with CANN: {shlex.join(_outside_build(log_path.parent, cmd))}"
         )
     om_path = om_path_of(cmd)
     om_path.parent.mkdir(parents=True, exist_ok=True)
