@@ -254,8 +254,8 @@ def concurrent_jobs_measured(mlflow_client, parent_run) -> str:
 
     children = mlflow_client.search_runs([parent_run.info.experiment_id], max_results=5000,
                                          filter_string=f"tags.`{PARENT_TAG}` = '{parent_run.info.run_id}'")
-    events = sorted([(r.info.start_time, 1) for r in children if r.info.start_time and r.info.end_time]
-                    + [(r.info.end_time, -1) for r in children if r.info.start_time and r.info.end_time])
+    timed = [r.info for r in children if r.info.start_time is not None and r.info.end_time is not None]
+    events = sorted([(info.start_time, 1) for info in timed] + [(info.end_time, -1) for info in timed])
     running, most = 0, 0
     for _, step in events:  # at equal times an end (-1) sorts before a start (+1)
         running += step

@@ -8,7 +8,6 @@ import sqlite3
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 from services import cli_env
 
@@ -16,7 +15,6 @@ ROUNDS, WORKERS = 20, 2
 
 WORKER = """
 import sys, time
-from pathlib import Path
 from lstm_exp.report.job import Dataset
 from lstm_exp.tracking.mlflow_run import MlflowRun
 
