@@ -231,3 +231,105 @@ class Postgres:
                 return
             time.sleep(0.1)
         os.kill(self.postmaster_pid, signal.SIGKILL)
+
+
+# -- SLURM ---------------------------------------------------------------------------------
+SLURM_PROGRAMS = ("slurmctld", "slurmd", "sbatch", "munged")
+
+
+def slurm_missing() -> list[str]:
+    """The programs of Debian's slurmctld, slurmd, slurm-client and munge that are not installed."""
+    return [name for name in SLURM_PROGRAMS if not (shutil.which(name) or Path("/usr/sbin", name).is_file())]
+
+
+def _program(name: str) -> str:
+    return shutil.which(name) or str(Path("/usr/sbin", name))
+
+
+class Slurm:
+    """A one-node SLURM cluster of its own: munged with its own key and socket, slurmctld and
+    slurmd on 127.0.0.1 with free ports, the node's CPUs from ``nproc``, proctrack/linuxproc, no
+    accounting; every file under ``folder``.  Clients find it through ``SLURM_CONF`` (:attr:`env`)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.conf = folder / "slurm.conf"
+        self.munge_socket = folder / "munge" / "munge.socket"
+        self.procs: list[subprocess.Popen] = []
+        self.bring_up_s: Optional[float] = None
+        self.cpus = os.cpu_count() or 1
+
+    @property
+    def env(self) -> Dict[str, str]:
+        return {"SLURM_CONF": str(self.conf)}
+
+    def _write_conf(self) -> None:
+        memory_mb = int(Path("/proc/meminfo").read_text().split()[1]) // 1024 // 2
+        user = pwd.getpwuid(os.geteuid()).pw_name
+        state = self.folder / "state"
+        state.mkdir()
+        self.conf.write_text("\n".join([
+            "ClusterName=lstmexp", "SlurmctldHost=localhost(127.0.0.1)",
+            f"SlurmctldPort={free_port()}", f"SlurmdPort={free_port()}", f"SlurmUser={user}", f"SlurmdUser={user}",
+            "AuthType=auth/munge", "CredType=cred/munge", f"AuthInfo=socket={self.munge_socket}",
+            f"StateSaveLocation={state}", f"SlurmdSpoolDir={state}/slurmd",
+            f"SlurmctldPidFile={self.folder}/slurmctld.pid", f"SlurmdPidFile={self.folder}/slurmd.pid",
+            f"SlurmctldLogFile={self.folder}/slurmctld.log", f"SlurmdLogFile={self.folder}/slurmd.log",
+            "ProctrackType=proctrack/linuxproc", "TaskPlugin=task/none", "JobAcctGatherType=jobacct_gather/none",
+            "AccountingStorageType=accounting_storage/none", "JobCompType=jobcomp/none", "MpiDefault=none",
+            "SchedulerType=sched/backfill", "SelectType=select/cons_tres", "SelectTypeParameters=CR_CPU",
+            "ReturnToService=2", "SwitchType=switch/none", "LaunchParameters=use_interactive_step",
+            f"NodeName=localhost NodeAddr=127.0.0.1 CPUs={self.cpus} RealMemory={memory_mb} State=UNKNOWN",
+            "PartitionName=debug Nodes=localhost Default=YES MaxTime=INFINITE State=UP", ""]))
+
+    def _start_munge(self) -> None:
+        munge = self.munge_socket.parent
+        munge.mkdir(mode=0o700)
+        key = munge / "munge.key"
+        key.write_bytes(os.urandom(1024))
+        key.chmod(0o400)
+        self._spawn([_program("munged"), "--foreground", "--force", f"--key-file={key}", f"--socket={self.munge_socket}",
+                     f"--pid-file={munge}/munged.pid", f"--log-file={munge}/munged.log", f"--seed-file={munge}/seed"],
+                    "munged")
+        deadline = time.monotonic() + 30
+        while not self.munge_socket.exists():
+            assert time.monotonic() < deadline and self.procs[-1].poll() is None, (munge / "munged.log").read_text()
+            time.sleep(0.05)
+
+    def _spawn(self, args: list, name: str) -> None:
+        with open(self.folder / f"{name}.out", "w") as out:
+            self.procs.append(subprocess.Popen(args, cwd=self.folder, env={**os.environ, **self.env}, stdout=out,
+                                               stderr=subprocess.STDOUT, start_new_session=True))
+
+    def start(self) -> "Slurm":
+        start = time.monotonic()
+        self._write_conf()
+        self._start_munge()
+        self._spawn([_program("slurmctld"), "-D", "-i", "-f", str(self.conf)], "slurmctld")
+        self._spawn([_program("slurmd"), "-D", "-N", "localhost", "-f", str(self.conf)], "slurmd")
+        self.wait_idle()
+        self.bring_up_s = time.monotonic() - start
+        return self
+
+    def sinfo(self) -> str:
+        proc = subprocess.run(["sinfo", "-h", "-N", "-o", "%N %T %c"], env={**os.environ, **self.env},
+                              capture_output=True, text=True, timeout=30)
+        return proc.stdout.strip()
+
+    def wait_idle(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if "idle" in self.sinfo():
+                return
+            for proc in self.procs:
+                assert proc.poll() is None, f"{proc.args[0]} exited:\n{self.logs()}"
+            time.sleep(0.2)
+        raise AssertionError(f"the node did not become idle: {self.sinfo()}\n{self.logs()}")
+
+    def logs(self) -> str:
+        return "\n".join(f"--- {p.name}\n{p.read_text()[-2000:]}" for p in sorted(self.folder.glob("*.log"))
+                         + sorted(self.folder.glob("*.out")))
+
+    def stop(self) -> None:
+        for proc in reversed(self.procs):
+            stop(proc)

@@ -7,28 +7,16 @@ plots listed on the parent, and their files in the server's artefact folder.  Th
 from __future__ import annotations
 
 import shutil
-import tempfile
 import time
 from pathlib import Path
 
 import pytest
 
-from services import SMOKE, MlflowServer, Postgres, error_lines, free_port, lstm_exp, postgres_bin, sweep_runs, tags
+from services import SMOKE, MlflowServer, error_lines, free_port, lstm_exp, postgres_bin, sweep_runs, tags
 
 pytest.importorskip("psycopg2", reason="pip install -e '.[test]' (psycopg2-binary)")
 pytestmark = pytest.mark.skipif(postgres_bin() is None, reason="Debian package postgresql is not installed "
                                                                "(.ci/run installs it)")
-
-
-@pytest.fixture()
-def postgres():
-    folder = Path(tempfile.mkdtemp(prefix="lstm_exp-pg-"))  # outside pytest's 0700 tmp: the server's user reads it
-    server = Postgres(folder)
-    try:
-        yield server.start()
-    finally:
-        server.stop()
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 def test_sweep_into_mlflow_server_on_postgresql(tmp_path, smoke_cache, postgres):
