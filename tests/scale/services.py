@@ -333,3 +333,99 @@ class Slurm:
     def stop(self) -> None:
         for proc in reversed(self.procs):
             stop(proc)
+
+
+# -- Swift's S3 API ------------------------------------------------------------------------
+SWIFT_SERVERS = ("account", "container", "object")
+#: tempauth's one user: S3 access key "<account>:<user>", secret its password
+S3_ACCESS_KEY, S3_SECRET_KEY = "lstmexp:tester", "testing"
+
+
+def swift_missing() -> list[str]:
+    """The programs of Debian's swift-proxy, swift-account, swift-container, swift-object absent."""
+    return [name for name in ("swift-ring-builder", "swift-proxy-server", *(f"swift-{s}-server" for s in SWIFT_SERVERS))
+            if not shutil.which(name)]
+
+
+def _ini(sections: Dict[str, Dict[str, object]]) -> str:
+    return "".join(f"[{name}]\n" + "".join(f"{k} = {v}\n" for k, v in values.items()) + "\n"
+                   for name, values in sections.items())
+
+
+class SwiftS3:
+    """OpenStack Swift on one device under ``folder`` (rings, swift.conf: its own ``swift_dir``),
+    account/container/object servers and a proxy with the ``s3api`` middleware and tempauth, all
+    on 127.0.0.1 with free ports, single-process (``workers = 0``).  :attr:`endpoint` is the S3 URL."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.ports = {name: free_port() for name in (*SWIFT_SERVERS, "proxy")}
+        self.endpoint = f"http://127.0.0.1:{self.ports['proxy']}"
+        self.procs: list[subprocess.Popen] = []
+        self.bring_up_s: Optional[float] = None
+
+    @property
+    def env(self) -> Dict[str, str]:
+        """What an S3 client (boto3, mlflow server's artefact store) needs."""
+        return {"MLFLOW_S3_ENDPOINT_URL": self.endpoint, "AWS_ACCESS_KEY_ID": S3_ACCESS_KEY,
+                "AWS_SECRET_ACCESS_KEY": S3_SECRET_KEY, "AWS_DEFAULT_REGION": "us-east-1"}
+
+    def _common(self, port: int) -> Dict[str, object]:
+        return {"bind_ip": "127.0.0.1", "bind_port": port, "workers": 0, "swift_dir": self.folder,
+                "devices": self.folder / "devices", "mount_check": "false", "log_level": "WARNING"}
+
+    def _write_configs(self) -> None:
+        (self.folder / "devices" / "d1").mkdir(parents=True)
+        (self.folder / "swift.conf").write_text(_ini({
+            "swift-hash": {"swift_hash_path_suffix": "lstmexp", "swift_hash_path_prefix": "lstmexp"},
+            "storage-policy:0": {"name": "Policy-0", "default": "yes"}}))
+        for server in SWIFT_SERVERS:
+            builder = str(self.folder / f"{server}.builder")
+            for args in (["create", "10", "1", "1"], ["add", f"r1z1-127.0.0.1:{self.ports[server]}/d1", "1"],
+                         ["rebalance"]):
+                proc = subprocess.run(["swift-ring-builder", builder, *args], capture_output=True, text=True)
+                assert proc.returncode in (0, 1), proc.stdout + proc.stderr  # 1: rebalance's warning
+            (self.folder / f"{server}-server.conf").write_text(_ini({
+                "DEFAULT": self._common(self.ports[server]), "pipeline:main": {"pipeline": f"{server}-server"},
+                f"app:{server}-server": {"use": f"egg:swift#{server}"}}))
+        (self.folder / "proxy-server.conf").write_text(_ini({
+            "DEFAULT": self._common(self.ports["proxy"]),
+            "pipeline:main": {"pipeline": "catch_errors proxy-logging cache s3api tempauth proxy-logging proxy-server"},
+            "app:proxy-server": {"use": "egg:swift#proxy", "account_autocreate": "true"},
+            "filter:tempauth": {"use": "egg:swift#tempauth", "user_lstmexp_tester": f"{S3_SECRET_KEY} .admin"},
+            "filter:s3api": {"use": "egg:swift#s3api"},
+            "filter:catch_errors": {"use": "egg:swift#catch_errors"},
+            # tempauth needs a cache object; nothing listens there, so every lookup misses
+            "filter:cache": {"use": "egg:swift#memcache", "memcache_servers": f"127.0.0.1:{free_port()}"},
+            "filter:proxy-logging": {"use": "egg:swift#proxy_logging"}}))
+
+    def start(self) -> "SwiftS3":
+        start = time.monotonic()
+        self._write_configs()
+        for server in (*SWIFT_SERVERS, "proxy"):
+            with open(self.folder / f"{server}.out", "w") as out:
+                self.procs.append(subprocess.Popen([shutil.which(f"swift-{server}-server"),
+                                                    str(self.folder / f"{server}-server.conf"), "--verbose"],
+                                                   cwd=self.folder, stdout=out, stderr=subprocess.STDOUT,
+                                                   start_new_session=True))
+        wait_http(f"{self.endpoint}/info", self.procs[-1],
+                  self.folder / "proxy.out", timeout=120)
+        self.bring_up_s = time.monotonic() - start
+        return self
+
+    def client(self):
+        import boto3
+
+        return boto3.client("s3", endpoint_url=self.endpoint, aws_access_key_id=S3_ACCESS_KEY,
+                            aws_secret_access_key=S3_SECRET_KEY, region_name="us-east-1")
+
+    def keys(self, bucket: str) -> list[str]:
+        pages = self.client().get_paginator("list_objects_v2").paginate(Bucket=bucket)
+        return [item["Key"] for page in pages for item in page.get("Contents", [])]
+
+    def logs(self) -> str:
+        return "\n".join(f"--- {p.name}\n{p.read_text()[-2000:]}" for p in sorted(self.folder.glob("*.out")))
+
+    def stop(self) -> None:
+        for proc in reversed(self.procs):
+            stop(proc)
