@@ -34,7 +34,8 @@ def ray_python(tmp_path_factory) -> Path:
                     f"{proc.stderr.strip().splitlines()[-1:]}")
     purelib = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
                              capture_output=True, text=True, check=True).stdout.strip()
-    Path(purelib, "zz_lstm_exp_main_env.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    # appended after the venv's own packages, the main environment's .pth files (an editable install) included
+    Path(purelib, "zz_lstm_exp_main_env.pth").write_text(f"import site; site.addsitedir({sysconfig.get_paths()['purelib']!r})\n")
     return python
 
 
