@@ -132,7 +132,7 @@ def sync(folder: Path) -> int:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m lstm_exp.sync", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m lstm_exp.sync", description=__doc__.split("\n\n")[0].rstrip(":"))
     parser.add_argument("folder", nargs="?", type=Path,
                         help="a sweep folder (multirun/<date>/<time>) or a run's folder; default: the latest sweep")
     args = parser.parse_args(argv)

@@ -12,6 +12,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from services import SMOKE, MlflowServer, cli_env, error_lines, lstm_exp, sweep_runs, tags
 
 #: the issue's bound for a sweep whose store died (MLflow's own retries took 1,024 s)
@@ -81,3 +83,11 @@ def test_server_killed_mid_sweep_ends_fast_keeps_results_and_sync_completes_the_
         assert rerun.returncode == 1 and "synced" not in rerun.stdout, rerun.stdout[-2000:]
     finally:
         server.stop()
+
+
+@pytest.mark.parametrize("where", [None, "no-such-folder"])
+def test_sync_with_nothing_to_sync_is_one_line(tmp_path, where):
+    proc = lstm_exp(tmp_path, *([where] if where else []), module="lstm_exp.sync")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    (line,) = proc.stderr.splitlines()
+    assert line.startswith("lstm_exp: error: ") and (where or "multirun") in line, line
