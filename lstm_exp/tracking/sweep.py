@@ -6,12 +6,16 @@
   store once (no first-use race between parallel jobs), starts the parent run (tags: the
   sweep's overrides, sweep dir, launcher, concurrent jobs) and writes its id to
   ``<sweep dir>/parent_run.json``, where every job finds it, in whatever process or machine it
-  runs (joblib, submitit, Ray), as long as it sees the sweep dir; ``$LSTM_EXP_PARENT_RUN_ID``
-  is the fallback.
+  runs (joblib, submitit, Ray), as long as it sees the sweep dir; the job records into that
+  file's store and experiment, not its own environment's.  The store is checked first
+  (:mod:`lstm_exp.tracking.store_check`): a store that cannot be used is one line and exit 1.
 * ``on_multirun_end``: reads every job's status back from the store (children of the parent,
   plus earlier runs a resumed sweep reused) or, without tracking, from the job folders'
   ``report.json``; writes ``summary.csv``, ``summary.md`` and the plots into the sweep dir and
-  onto the parent run; prints the table and the failed jobs; exits non-zero if any job failed.
+  onto the parent run; prints the table and the failed jobs; exits non-zero if any job failed,
+  or if fewer results came back than jobs were launched (:func:`unreturned_jobs`).  The parent's
+  ``lstm_exp.concurrent_jobs`` becomes what the runs' times show (:func:`concurrent_jobs_measured`).
+  A store that failed meanwhile is one line and exit 1; ``python -m lstm_exp.sync`` completes it.
 """
 from __future__ import annotations
 
