@@ -52,10 +52,11 @@ from lstm_exp.errors import LstmExpError
 from lstm_exp.experiment import identity_of, run_experiment, validate
 from lstm_exp.report.job import JobReport
 from lstm_exp.tracking.fingerprint import config_fingerprint
-from lstm_exp.tracking.mlflow_run import MlflowRun, default_tracking_uri, select_params
+from lstm_exp.tracking.mlflow_run import MlflowRun, PendingUpload, default_tracking_uri, select_params, upload_report
 from lstm_exp.tracking.store import (DESCRIPTION_TAG, ERROR_TAG, FINGERPRINT_TAG, JOB_NUM_TAG, OVERRIDES_TAG, ROLE_TAG,
                                      SWEEP_TAG)
-from lstm_exp.tracking.sweep import SweepParent, end_open_parents, job_run_name, launcher_info, swept_keys_of
+from lstm_exp.tracking.store_check import StoreError, TrackingError, check_store
+from lstm_exp.tracking.sweep import PARENT_FILE, SweepParent, end_open_parents, job_run_name, launcher_info, swept_keys_of
 
 log = logging.getLogger("lstm_exp")
 
@@ -98,10 +99,15 @@ def new_folder(base: str) -> str:
 OmegaConf.register_new_resolver("lstm_exp.new_folder", new_folder, use_cache=True, replace=True)
 
 
-def _tracker(cfg: DictConfig) -> MlflowRun:
+def _tracker(cfg: DictConfig, parent: Optional[SweepParent] = None) -> MlflowRun:
+    """The job's run: in a sweep, into the store and experiment of the sweep's ``parent_run.json``
+    (never those of the environment of whatever process or machine runs the job)."""
     tracking = cfg.get("tracking", {})
     uri = tracking.get("tracking_uri") or default_tracking_uri(cfg.paths.root)
-    return MlflowRun(bool(tracking.get("enabled", True)), uri, str(tracking.get("experiment_name", "lstm_exp")))
+    experiment = str(tracking.get("experiment_name", "lstm_exp"))
+    if parent is not None and parent.tracking_uri:
+        uri, experiment = parent.tracking_uri, parent.experiment_name or experiment
+    return MlflowRun(bool(tracking.get("enabled", True)), uri, experiment)
 
 
 def _plain_config(cfg: DictConfig) -> dict:
@@ -152,7 +158,8 @@ def run_job(cfg: DictConfig) -> Optional[float]:
     overrides = " ".join(hydra_cfg.overrides.task)
     job_num = int(hydra_cfg.job.num) if multirun else None
     plain = _plain_config(cfg)
-    tracker = _tracker(cfg)
+    parent = SweepParent.find(job_dir) if multirun else None
+    tracker = _tracker(cfg, parent)
     fingerprint = config_fingerprint(plain)
     exp, error = None, None
     try:
@@ -160,7 +167,8 @@ def run_job(cfg: DictConfig) -> Optional[float]:
     except LstmExpError as err:
         error = err
     identity = identity_of(exp) if exp is not None else _identity_from_plain(plain)
-    parent = SweepParent.find(job_dir) if multirun else None
+    if tracker.enabled and not _store_usable(tracker.tracking_uri, job_dir, multirun):
+        return None
     swept = swept_keys_of(tracker, parent)
     run_name = cfg.tracking.get("run_name") or job_run_name(identity, swept, hydra_cfg.overrides.task)
     launcher, concurrent = launcher_info(hydra_cfg.get("launcher"))
@@ -183,17 +191,32 @@ def run_job(cfg: DictConfig) -> Optional[float]:
             return reused.accuracy.per
     params = {**select_params(plain), "variant": identity["variant"], "batching": identity.get("batching", ""),
               "precision": identity.get("precision", "")}
-    tracker.start(run_name, params, tags, parent_run_id=parent.run_id if parent else None)
+    pending = PendingUpload(run_name, params, tags, parent.run_id if parent else None, tracker.tracking_uri,
+                            tracker.experiment_name, log_artifacts=bool(cfg.tracking.get("log_artifacts", True)))
+    try:
+        if tracker.enabled:
+            pending.write(job_dir)
+        tracker.start(run_name, params, tags, parent_run_id=pending.parent_run_id)
+        pending.run_id = tracker.run_id
+        if tracker.enabled:
+            pending.write(job_dir)
+    except TrackingError as err:
+        return _tracking_failed(err, job_dir, multirun)
     status = "FAILED"
     try:
         if error is not None:
             raise error
-        report = run_experiment(cfg, job_dir, on_backend_ready=tracker.set_tags)
+        deferred: list[TrackingError] = []
+        report = run_experiment(cfg, job_dir, on_backend_ready=_tags_kept_for_sync(tracker, pending, job_dir, deferred))
         report.overrides, report.job_num, report.run_id, report.run_name = overrides, job_num, tracker.run_id, run_name
-        report.write(job_dir / "report.json")
+        report.write(job_dir / "report.json")  # kept, whatever happens to the store from here on
+        if deferred:
+            raise deferred[0]
         _record(report, tracker, cfg, job_dir)
         status = "FINISHED"
         return report.accuracy.per
+    except TrackingError as err:
+        return _tracking_failed(err, job_dir, multirun)
     except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (see main): the run ends KILLED, not RUNNING
         status = "KILLED"
         print(f"lstm_exp: interrupted; MLflow run {tracker.run_id or '(tracking off)'} ended KILLED; complete "
@@ -210,12 +233,76 @@ def run_job(cfg: DictConfig) -> Optional[float]:
                   job_dir=str(job_dir)).write(job_dir / "report.json")
         # the tag for tables and the sweep summary; the run's Description (what MLflow's run page
         # shows first) holds the whole message, every listed fault included
-        tracker.set_tags({ERROR_TAG: line[:5000], DESCRIPTION_TAG: _failure_description(str(err))})
+        try:
+            tracker.set_tags({ERROR_TAG: line[:5000], DESCRIPTION_TAG: _failure_description(str(err))})
+        except TrackingError as tracking_err:
+            return _tracking_failed(tracking_err, job_dir, multirun)
         if not multirun:
             raise SystemExit(1)
         return None
     finally:
+        _end_run(tracker, status, job_dir)
+
+
+def _tags_kept_for_sync(tracker: MlflowRun, pending: PendingUpload, job_dir: Path, deferred: list):
+    """``on_backend_ready``: the backend's tags into the run; if the store fails meanwhile, the job
+    goes on to its result (kept for ``sync`` with these tags) and the failure is raised after it."""
+    def record(tags: dict) -> None:
+        try:
+            tracker.set_tags(tags)
+        except TrackingError as err:
+            deferred.append(err)
+            pending.tags.update({k: str(v) for k, v in tags.items()})
+            pending.write(job_dir)
+    return record
+
+
+def _store_usable(uri: str, job_dir: Path, multirun: bool) -> bool:
+    """The store checked before any work (``lstm_exp.tracking.store_check``): False (in a sweep)
+    or exit 1 (a single run) after one ``lstm_exp: error:`` line when it cannot be used."""
+    try:
+        check_store(uri)
+        return True
+    except StoreError as err:
+        message = f"lstm_exp: error: {err}"
+        print(message, file=sys.stderr)
+        job_dir.mkdir(parents=True, exist_ok=True)
+        (job_dir / "error.txt").write_text(message + "\n")
+        _stop_if_in_process(multirun)
+        return False
+
+
+def _tracking_failed(err: TrackingError, job_dir: Path, multirun: bool) -> None:
+    """A tracking call failed: one line naming the store, the local result kept for
+    ``python -m lstm_exp.sync``; exit 1 (a single run) or None (a sweep's job)."""
+    kept = job_dir / "report.json"
+    where = f"its result is kept in {kept}" if kept.is_file() else "the job left no result"
+    sweep_dir = next((p for p in [job_dir, *job_dir.parents] if (p / PARENT_FILE).is_file()), job_dir)
+    message = f"lstm_exp: error: {err}; {where}; when the store is back: python -m lstm_exp.sync {sweep_dir}"
+    print(message, file=sys.stderr)
+    (job_dir / "error.txt").write_text(message + "\n")
+    _stop_if_in_process(multirun)
+    return None
+
+
+def _stop_if_in_process(multirun: bool) -> None:
+    """After a store failure: exit 1 from a single run and from a sweep whose jobs run in this
+    process (the basic launcher: its next jobs would fail on the same store); a job in a process of
+    its own (joblib, submitit, Ray) just fails, and its sweep ends with one line."""
+    launcher = HydraConfig.get().get("launcher") or {}
+    if not multirun or str(launcher.get("_target_", "")).endswith("BasicLauncher"):
+        raise SystemExit(1)
+
+
+def _end_run(tracker: MlflowRun, status: str, job_dir: Path) -> None:
+    """End the job's run; once it ended, nothing is left for ``sync`` to upload."""
+    try:
         tracker.end(status)
+    except TrackingError as err:
+        print(f"lstm_exp: error: {err}; when the store is back: python -m lstm_exp.sync {job_dir}", file=sys.stderr)
+        return
+    if not tracker.lost:
+        PendingUpload.remove(job_dir)
 
 
 def _failure_description(message: str) -> str:
@@ -231,19 +318,7 @@ def _failure_description(message: str) -> str:
 
 def _record(report: JobReport, tracker: MlflowRun, cfg: DictConfig, job_dir: Path) -> None:
     """The report into MLflow (metrics, dataset input, artefacts) and onto stdout."""
-    tracker.log_metrics(report.metrics())
-    if report.dataset is not None:
-        tracker.log_dataset(report.dataset)
-    if report.accuracy.per is None:  # stage=<not infer>
-        tracker.set_tags({f"cache.{k}": v for k, v in report.stage_keys.items()})
-    if cfg.tracking.get("log_artifacts", True):
-        for name in ("config.yaml", "report.json", "utterances.tsv", "stages.json", "confusions.json", "ref.trn",
-                     "hyp.trn", "per_speaker.tsv", "timings.tsv"):
-            if (job_dir / name).is_file():
-                tracker.log_artifact(job_dir / name)
-        overrides = job_dir / ".hydra" / "overrides.yaml"
-        if overrides.is_file():
-            tracker.log_artifact(overrides, "hydra")
+    upload_report(tracker, report, job_dir, bool(cfg.tracking.get("log_artifacts", True)))
     lines = report.summary_lines()
     if tracker.run_id:
         lines.append(f"MLflow run {tracker.run_id} ({tracker.experiment_name});  open the UI: {tracker.ui_command()}")

@@ -6,8 +6,9 @@
   store once (no first-use race between parallel jobs), starts the parent run (tags: the
   sweep's overrides, sweep dir, launcher, concurrent jobs) and writes its id to
   ``<sweep dir>/parent_run.json``, where every job finds it, in whatever process or machine it
-  runs (joblib, submitit, Ray), as long as it sees the sweep dir; ``$LSTM_EXP_PARENT_RUN_ID``
-  is the fallback.
+  runs (joblib, submitit, Ray), as long as it sees the sweep dir; the job records into that
+  file's store and experiment, not its own environment's.  The store is checked first
+  (:mod:`lstm_exp.tracking.store_check`): a store that cannot be used is one line and exit 1.
   The parent is named after the swept axes (``sweep backend x batch 2026-12-03 05:52``) and
   tagged with them (``lstm_exp.swept``), so each job names its run after every axis that varies
   (:func:`job_run_name`: unique within the sweep).
@@ -17,7 +18,10 @@
   the parent the answer (description = table + conclusions, headline metrics, per-variant series
   against batch size) and the experiment a saved view of the sweep plus one of all sweeps
   (:mod:`lstm_exp.tracking.views`); prints the table (120 columns), the conclusions and the
-  view's URL; exits non-zero if any job failed.
+  view's URL; exits non-zero if any job failed, or if fewer results came back than jobs were
+  launched (:func:`unreturned_jobs`).  The parent's ``lstm_exp.concurrent_jobs`` becomes what the
+  runs' times show (:func:`concurrent_jobs_measured`).  A store that failed meanwhile is one line
+  and exit 1; ``python -m lstm_exp.sync`` completes it.
 """
 from __future__ import annotations
 
@@ -32,6 +36,8 @@ from typing import Any, Dict, Optional, Sequence
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
+
+from lstm_exp.tracking import store_check
 
 log = logging.getLogger("lstm_exp")
 
@@ -49,15 +55,13 @@ class SweepParent:
     sweep_dir: str
 
     @classmethod
-    def find(cls, job_dir: Path, levels: int = 4) -> Optional["SweepParent"]:
-        """From the job folder up to ``levels`` folders above it, else ``$LSTM_EXP_PARENT_RUN_ID``."""
-        for folder in [job_dir, *list(job_dir.parents)[:levels]]:
+    def find(cls, job_dir: Path) -> Optional["SweepParent"]:
+        """From the job folder up (an override with a ``/`` nests job folders deeper): the sweep's
+        own record, never the environment of the process that runs the job (a Ray head's, a node's)."""
+        for folder in [job_dir, *job_dir.parents]:
             path = folder / PARENT_FILE
             if path.is_file():
                 return cls(**json.loads(path.read_text()))
-        run_id = os.environ.get(PARENT_ENV)
-        if run_id:
-            return cls(run_id=run_id, tracking_uri="", experiment_name="", sweep_dir="")
         return None
 
 
@@ -71,6 +75,10 @@ def launcher_info(launcher_cfg: Any) -> tuple[str, str]:
         concurrent = str(n_jobs if n_jobs > 0 else max((os.cpu_count() or 1) + 1 + n_jobs, 1))
     elif "submitit" in target.lower() and "Local" in target:
         concurrent = "all"  # submitit's local executor starts every job of the sweep at once
+    elif "submitit" in target.lower():  # a SLURM array: up to array_parallelism jobs at once
+        concurrent = str(launcher_cfg.get("array_parallelism", 256) or "all")
+    elif "ray" in target.lower():
+        concurrent = "all"  # every job is a Ray task at once; the cluster's CPUs bound them
     return name, concurrent
 
 
@@ -159,6 +167,9 @@ def end_open_parents(status: str) -> None:
     from lstm_exp.tracking.store import client
 
     for run_id, uri in list(_OPEN_PARENTS.items()):
+        if not store_check.store_works(uri):  # gone: `python -m lstm_exp.sync` ends it once it is back
+            _OPEN_PARENTS.pop(run_id, None)
+            continue
         try:
             client(uri).set_terminated(run_id, status)
         except Exception as exc:  # the store may be gone; the run then stays as it was
@@ -190,6 +201,7 @@ class SweepCallback(Callback):
         enabled, uri, experiment_name = _tracking_settings(config)
         if not enabled:
             return
+        store_check.check_store_or_exit(uri)
         mlflow_client = client(uri)
         experiment_id = ensure_experiment(mlflow_client, experiment_name)
         overrides = " ".join(config.hydra.overrides.task)
@@ -209,6 +221,18 @@ class SweepCallback(Callback):
         print(f"lstm_exp: sweep parent run {run.info.run_id} in {experiment_name} ({uri})")
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        """The sweep's summary; a store that failed meanwhile is one line and exit 1 (the jobs'
+        results stay in their folders for ``python -m lstm_exp.sync``)."""
+        try:
+            self._end_sweep(config)
+        except Exception as exc:
+            enabled, uri, _ = _tracking_settings(config)
+            if not (enabled and self.parent_run_id) or store_check.store_works(uri):
+                raise
+            _OPEN_PARENTS.pop(self.parent_run_id, None)  # left RUNNING: sync ends it, no retries now
+            store_check.sweep_store_failed(uri, exc, _sweep_dir(config))
+
+    def _end_sweep(self, config: DictConfig) -> None:
         from lstm_exp.report.sweep import SweepSummary, sweep_title
 
         sweep_dir = _sweep_dir(config)
@@ -232,10 +256,14 @@ class SweepCallback(Callback):
         else:
             title = sweep_title(sweep_dir.name, " ".join(config.hydra.overrides.task))
             summary = SweepSummary.from_job_dirs(dirs, title=title, baseline=baseline)
+        summary.missing.extend(unreturned_jobs(config, len(summary.reports) + len(summary.missing), sweep_dir))
         bad_baseline = _check_baseline(summary)
         written = summary.write(sweep_dir) if self.plots else []
         url = None
         if tracked:
+            measured = concurrent_jobs_measured(mlflow_client, parent)
+            if measured:
+                mlflow_client.set_tag(self.parent_run_id, "lstm_exp.concurrent_jobs", measured)
             url = _record_answer(mlflow_client, parent, summary, written, uri, failed=summary.failed or bad_baseline)
             _OPEN_PARENTS.pop(self.parent_run_id, None)
             os.environ.pop(PARENT_ENV, None)
@@ -353,3 +381,44 @@ def _job_num(job_dir: Path) -> Optional[int]:
         return int(OmegaConf.load(hydra_yaml).hydra.job.num)
     except Exception:
         return None
+
+
+def launched_jobs(config: DictConfig) -> Optional[int]:
+    """How many jobs Hydra's basic sweeper launched for this sweep (None for another sweeper)."""
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    sweeper = config.hydra.get("sweeper") or {}
+    if not str(sweeper.get("_target_", "")).endswith("BasicSweeper"):
+        return None
+    params = sweeper.get("params") or {}
+    arguments = [f"{key}={value}" for key, value in params.items()] + list(config.hydra.overrides.task)
+    overrides = OverridesParser.create().parse_overrides(arguments)
+    return sum(len(batch) for batch in BasicSweeper.split_arguments(overrides, None))
+
+
+def unreturned_jobs(config: DictConfig, returned: int, sweep_dir: Path) -> list[str]:
+    """One failure line when fewer job results came back (runs, job folders) than jobs were launched:
+    jobs that ran elsewhere (another working directory, another store) must not pass as a success."""
+    launched = launched_jobs(config)
+    if launched is None or returned >= launched:
+        return []
+    return [f"{launched - returned} of {launched} launched job(s) returned no result (no MLflow run under the "
+            f"parent, no job folder under {sweep_dir}): the jobs must see {sweep_dir} (a shared filesystem) "
+            "and run from the launch folder; see each job's log"]
+
+
+def concurrent_jobs_measured(mlflow_client, parent_run) -> str:
+    """The most child runs of the sweep that ran at the same time (from their start and end times),
+    "" when none is known: what the launcher really did, whichever it was."""
+    from lstm_exp.tracking.store import PARENT_TAG
+
+    children = mlflow_client.search_runs([parent_run.info.experiment_id], max_results=5000,
+                                         filter_string=f"tags.`{PARENT_TAG}` = '{parent_run.info.run_id}'")
+    timed = [r.info for r in children if r.info.start_time is not None and r.info.end_time is not None]
+    events = sorted([(info.start_time, 1) for info in timed] + [(info.end_time, -1) for info in timed])
+    running, most = 0, 0
+    for _, step in events:  # at equal times an end (-1) sorts before a start (+1)
+        running += step
+        most = max(most, running)
+    return str(most) if most else ""

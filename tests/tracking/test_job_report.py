@@ -121,11 +121,14 @@ def test_fingerprint_sees_a_named_file_replaced_at_the_same_path(tmp_path, group
     ("hydra._internal.core_plugins.basic_launcher.BasicLauncher", None, "1"),
     ("hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher", 2, "2"),
     ("hydra_plugins.hydra_submitit_launcher.submitit_launcher.LocalLauncher", None, "all"),
+    ("hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher", None, "16"),
+    ("hydra_plugins.hydra_ray_launcher.ray_launcher.RayLauncher", None, "all"),
 ])
 def test_launcher_info_counts_concurrent_jobs(target, n_jobs, expected):
     from omegaconf import OmegaConf
 
     from lstm_exp.tracking.sweep import launcher_info
 
-    cfg = OmegaConf.create({"_target_": target, **({"n_jobs": n_jobs} if n_jobs else {})})
+    cfg = OmegaConf.create({"_target_": target, **({"n_jobs": n_jobs} if n_jobs else {}),
+                            **({"array_parallelism": 16} if "Slurm" in target else {})})
     assert launcher_info(cfg)[1] == expected

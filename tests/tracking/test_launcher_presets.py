@@ -35,4 +35,4 @@ def test_parallel_preset_is_joblib_with_two_jobs():
 def test_slurm_preset_is_submitit_slurm():
     pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
     launcher = _hydra_cfg("hydra/launcher=slurm").launcher
-    assert launcher._target_.endswith("SlurmLauncher") and launcher.cpus_per_task == 4
+    assert launcher._target_.endswith("SlurmLauncher") and launcher.cpus_per_task == 2
