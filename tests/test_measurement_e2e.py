@@ -75,6 +75,27 @@ def test_paired_comparison_of_the_sweep_from_its_mlflow_artefacts(workspace, run
     assert same.per_delta == 0.0 and same.p_better == 0.5 and same.verdict.startswith("PER equal within noise")
 
 
+
+def test_the_sweeps_summary_has_the_paired_columns_and_conclusion(workspace, runs):
+    """The sweep's own table (summary.csv/.md) and conclusions carry the int8 job's paired
+    comparison with the fp32 baseline: the same figures compare_jobs gives from the artefacts."""
+    import csv
+
+    uri = f"sqlite:///{workspace / 'mlflow.db'}"
+    found = compare_jobs(load_run(runs["fp32"].info.run_id, uri), load_run(runs["int8"].info.run_id, uri))
+    sweep_dir = next(workspace.glob("multirun/*/*/summary.csv")).parent
+    rows = {row["variant"]: row for row in csv.DictReader(open(sweep_dir / "summary.csv"))}
+    int8, fp32 = rows["onnxruntime-cpu-int8"], rows["onnxruntime-cpu-fp32"]
+    low, high = found.per_delta_ci95
+    assert f"[{low:+.2f}, {high:+.2f}]" in int8["PER vs baseline"]
+    assert int8["PER vs baseline"].startswith(("=", "worse", "better", "!! worse"))
+    assert int8["PER vs baseline"].startswith("!! ") == found.worse  # a narrower precision worse with 95 % confidence
+    assert int8["speed-up vs baseline"] == f"x{found.speedup:.2f} [{found.speedup_ci95[0]:.2f}, {found.speedup_ci95[1]:.2f}]"
+    assert fp32["PER vs baseline"] == "" and int8["timing"] in ("NOISY", "steady")
+    markdown = (sweep_dir / "summary.md").read_text()
+    assert "| PER vs baseline |" in markdown and f"vs {found.baseline} at b" in markdown and found.verdict in markdown
+
+
 def test_trn_files_round_trip_to_the_runs_per(runs):
     for run in runs.values():
         job_dir = Path(run.data.tags["hydra.job_dir"])

@@ -85,13 +85,13 @@ def _find_sweep(mlflow_client, uri: str, experiment: str, name: str):
         raise ReportError(f"no run {name} in {uri}: write a sweep's parent run id (see --list) or latest") from None
 
 
-def _summary(mlflow_client, parent, baseline: Optional[str]) -> SweepSummary:
+def _summary(mlflow_client, uri: str, parent, baseline: Optional[str]) -> SweepSummary:
     from lstm_exp.errors import ConfigError
     from lstm_exp.tracking.store import OVERRIDES_TAG, sweep_reports
 
     title = sweep_title(parent.info.run_name, parent.data.tags.get(OVERRIDES_TAG, ""))
     summary = SweepSummary(reports=sweep_reports(mlflow_client, parent), parent_run_id=parent.info.run_id,
-                           title=title, baseline=baseline)
+                           title=title, baseline=baseline, tracking_uri=uri)
     if not summary.reports:
         raise ReportError(f"sweep {parent.info.run_id} ({parent.info.run_name}) has no job at all: it was stopped "
                           "before any job started; pick another with --sweep (see --list)")
@@ -105,7 +105,7 @@ def _summary(mlflow_client, parent, baseline: Optional[str]) -> SweepSummary:
 
 def _report(mlflow_client, uri: str, args: argparse.Namespace) -> int:
     parent = _find_sweep(mlflow_client, uri, args.experiment, args.sweep)
-    summary = _summary(mlflow_client, parent, args.baseline)
+    summary = _summary(mlflow_client, uri, parent, args.baseline)
     out = Path(args.out) if args.out else Path("sweep-report") / parent.info.run_id
     written = summary.write(out)
     print(summary.to_markdown())
@@ -134,7 +134,7 @@ def _list(mlflow_client, uri: str, args: argparse.Namespace) -> int:
 def _compare(mlflow_client, uri: str, args: argparse.Namespace) -> int:
     from lstm_exp.report.sweep import compare_markdown
 
-    a, b = (_summary(mlflow_client, _find_sweep(mlflow_client, uri, args.experiment, name), args.baseline)
+    a, b = (_summary(mlflow_client, uri, _find_sweep(mlflow_client, uri, args.experiment, name), args.baseline)
             for name in args.compare)
     print(compare_markdown(a, b))
     return 1 if a.failed or b.failed else 0

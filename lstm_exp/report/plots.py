@@ -153,6 +153,9 @@ def _against(reports, x: str, value, band, ref_value, ylabel: str, title: str, s
         ys = [value(p[1]) for p in points]
         values += ys
         line, = ax.plot(xs, ys, marker="o", label=label)
+        noisy = [(x_, y_) for x_, y_, p in zip(xs, ys, points) if p[1].noise.noisy]
+        if noisy:  # a measurement tagged lstm_exp.timing_noisy is drawn hollow
+            ax.scatter(*zip(*noisy), s=42, facecolors="white", edgecolors=line.get_color(), linewidths=1.5, zorder=4)
         if band is not None:
             tops = [band(p[1]) if band(p[1]) is not None else value(p[1]) for p in points]
             values += tops
@@ -163,6 +166,8 @@ def _against(reports, x: str, value, band, ref_value, ylabel: str, title: str, s
     ax.set_ylabel(ylabel + (" (log scale)" if log else ""))
     ax.set_title(title, fontsize=10)
     ax.grid(True, which="both", alpha=0.3)
+    if any(p[1].noise.noisy for points in series.values() for p in points):
+        ax.scatter([], [], s=42, facecolors="white", edgecolors="0.3", label="hollow: timing noisy (see its run)")
     ax.legend(fontsize=7, loc="best")
     return _save(plt, fig, stem)
 

@@ -32,22 +32,28 @@ COLUMNS = (
     ("infer_ms p99", lambda r: _num(r.infer_ms.p99)),
     ("utt/s", lambda r: _num(r.throughput.utt_s, 1)),
     ("RTF", lambda r: _num(r.throughput.rtf, 4)),
+    ("timing", lambda r: "" if r.noise.noisy is None else "NOISY" if r.noise.noisy else "steady"),
     ("status", lambda r: r.status),
     ("run", lambda r: r.run_id or ""),
 )
 
 
+#: metric columns left out when no job has a value for them
+OPTIONAL_METRIC_COLUMNS = ("PER 95% CI", "timing")
+
 #: the columns of the terminal table (it must fit 120 columns: run ids are in the CSV); of these,
 #: batching, precision and decode appear only when they vary within the sweep
-TERMINAL = ("job", "variant", "batch", "batching", "precision", "decode", "PER %", "PER 95% CI", "infer_ms p50",
-            "infer_ms p99", "utt/s", "status")
+TERMINAL = ("job", "variant", "batch", "batching", "precision", "decode", "PER %", "PER 95% CI", "PER vs baseline",
+            "infer_ms p50", "infer_ms p99", "utt/s", "timing", "status")
 OPTIONAL_AXES = ("batching", "precision", "decode")
 #: what the terminal table leaves out, in this order, when it would be wider than TERMINAL_WIDTH
-TERMINAL_DROPS = ("infer_ms p99", "job", "precision")
+TERMINAL_DROPS = ("infer_ms p99", "job", "timing", "PER vs baseline", "precision")
 TERMINAL_WIDTH = 120
 #: two PER values closer than this (percentage points) are "the same PER"
 SAME_PER = 0.005
 DONE = ("FINISHED", "REUSED")
+#: precisions narrower than fp32: flagged in the table when their PER is worse with 95 % confidence
+LOW_PRECISIONS = ("fp16", "bf16", "int8")
 
 
 def sweep_title(parent_name: str, overrides: str) -> str:
@@ -82,6 +88,9 @@ class SweepSummary:
     missing: list[str] = field(default_factory=list)
     #: the variant speed-ups are measured against (None: the sweep's first variant)
     baseline: Optional[str] = None
+    #: the store the jobs' runs are in: a REUSED job's per-utterance rows are read from its original run
+    tracking_uri: Optional[str] = None
+    _comparisons: Optional[dict] = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self.reports = sorted(self.reports, key=lambda r: (r.job_num is None, r.job_num or 0, r.variant, r.batch or 0))
@@ -120,9 +129,24 @@ class SweepSummary:
         """The sweep's answer in a few lines (every function of :data:`CONCLUSIONS`)."""
         return [line for conclude in CONCLUSIONS for line in conclude(self)]
 
+    def comparisons(self) -> dict:
+        """``id(report)`` -> the paired comparison (:mod:`lstm_exp.report.compare`) of that job with the
+        baseline variant's job at the same batch, batching, decode and split; computed once."""
+        if self._comparisons is None:
+            self._comparisons = _compare_to_baseline(self)
+        return self._comparisons
+
     def columns(self) -> list[tuple]:
-        """COLUMNS less those no job has a value for among the optional metric columns."""
-        return [(name, get) for name, get in COLUMNS if name != "PER 95% CI" or any(get(r) for r in self.reports)]
+        """COLUMNS less those no job has a value for among the optional metric columns, plus the
+        paired comparison with the baseline (before ``status``) when the sweep has one."""
+        columns = [(name, get) for name, get in COLUMNS if name not in OPTIONAL_METRIC_COLUMNS
+                   or any(get(r) for r in self.reports)]
+        paired = self.comparisons()
+        if paired:
+            at = [name for name, _ in columns].index("status")
+            columns[at:at] = [("PER vs baseline", lambda r: _per_verdict_cell(r, paired.get(id(r)))),
+                              ("speed-up vs baseline", lambda r: _speedup_cell(paired.get(id(r))))]
+        return columns
 
     @property
     def failures(self) -> list[str]:
@@ -302,8 +326,107 @@ def _intervals_overlap(a: JobReport, b: JobReport) -> Optional[bool]:
     return a_low <= b_high and b_low <= a_high
 
 
+def _per_verdict_cell(r: JobReport, c) -> str:
+    """The table's PER comparison: ``=`` within noise, else worse/better by X [a, b] (points);
+    ``!!`` marks a narrower precision whose PER is worse with 95 % confidence."""
+    if c is None:
+        return ""
+    low, high = c.per_delta_ci95
+    if not (c.worse or c.better):
+        return f"= ({c.per_delta:+.2f} [{low:+.2f}, {high:+.2f}])"
+    flag = "!! " if c.worse and r.precision in LOW_PRECISIONS else ""
+    return f"{flag}{'worse' if c.worse else 'better'} {abs(c.per_delta):.2f} [{low:+.2f}, {high:+.2f}]"
+
+
+def _speedup_cell(c) -> str:
+    if c is None or c.speedup is None:
+        return ""
+    return f"x{c.speedup:.2f} [{c.speedup_ci95[0]:.2f}, {c.speedup_ci95[1]:.2f}]"
+
+
+def _compare_to_baseline(summary: SweepSummary) -> dict:
+    """Every job with a baseline job of the same batch, batching, decode and split: paired
+    bootstrap of PER over utterances, speed-up over timed batches.  A job whose per-utterance rows
+    cannot be read (tracking.log_artifacts=false, an older run) is left out with a warning."""
+    import sys
+
+    from lstm_exp.errors import LstmExpError
+    from lstm_exp.report.compare import compare_jobs
+
+    try:
+        baseline = summary.baseline_variant()
+    except LstmExpError:
+        return {}
+    key = lambda r: (r.batch, r.batching, r.decode, r.split)
+    bases = {key(r): r for r in summary.done if r.variant == baseline and r.accuracy.per is not None}
+    loaded: dict = {}
+    paired = {}
+    for r in summary.done:
+        base = bases.get(key(r))
+        if base is None or base is r or r.accuracy.per is None:
+            continue
+        try:
+            paired[id(r)] = compare_jobs(_job_data(base, summary, loaded), _job_data(r, summary, loaded))
+        except LstmExpError as err:
+            print(f"lstm_exp: warning: no paired comparison for {r.variant} b{r.batch}: {err}", file=sys.stderr)
+    return paired
+
+
+def _job_data(r: JobReport, summary: SweepSummary, loaded: dict):
+    """A job's per-utterance rows and timings: its folder, else the run that measured it."""
+    from lstm_exp.errors import DataError
+    from lstm_exp.report.compare import ROWS_FILE, load_job, load_run
+
+    source = r.reused_from or r.run_id or r.job_dir
+    if source not in loaded:
+        folder = Path(r.job_dir) if r.job_dir else None
+        if r.status != "REUSED" and folder is not None and (folder / ROWS_FILE).is_file():
+            loaded[source] = load_job(folder)
+        elif (r.reused_from or r.run_id) and summary.tracking_uri:
+            loaded[source] = load_run(r.reused_from or r.run_id, summary.tracking_uri)
+        else:
+            raise DataError(f"job {r.job_num}: neither its folder nor a run holds its per-utterance rows")
+    return loaded[source]
+
+
+def paired_to_baseline(summary: SweepSummary) -> list[str]:
+    """Each job against the baseline at its batch: PER delta with its paired-bootstrap interval
+    and P(better) (Bisani & Ney), and the speed-up with its interval."""
+    lines = []
+    for r in summary.done:
+        c = summary.comparisons().get(id(r))
+        if c is not None:
+            flag = " -- a narrower precision that costs accuracy" if c.worse and r.precision in LOW_PRECISIONS else ""
+            lines.append(f"{_label(r, summary)} vs {c.baseline} at b{r.batch}: {c.verdict}, P(better) "
+                         f"{c.p_better:.2f}; {c.speed_text()}{flag}")
+    return lines
+
+
+def measurement_provenance(summary: SweepSummary) -> list[str]:
+    """What a reader must know before trusting the speeds: noisy timings, several hosts or days,
+    REUSED measurements."""
+    done, lines = summary.done, []
+    noisy = [r for r in done if r.noise.noisy]
+    if noisy:
+        reasons = "; ".join(f"{_label(r, summary)} b{r.batch}: {r.noise.reason}" for r in noisy[:3])
+        lines.append(f"{len(noisy)} of {len(done)} jobs were timed while the machine was busy or unsteady "
+                     f"(lstm_exp.timing_noisy; drawn hollow): {reasons}{' ...' if len(noisy) > 3 else ''}")
+    hosts = sorted({r.host.host for r in done if r.host.host})
+    if len(hosts) > 1:
+        lines.append(f"warning: the table mixes measurements from {len(hosts)} hosts ({', '.join(hosts)}): "
+                     "compare speeds within one host")
+    days = sorted({(r.measured_at or r.host.measured_at)[:10] for r in done if r.measured_at or r.host.measured_at})
+    if len(days) > 1:
+        lines.append(f"warning: the measurements were taken on {len(days)} days ({days[0]} to {days[-1]})")
+    reused = [r for r in done if r.status == "REUSED"]
+    if reused:
+        when = sorted(r.measured_at or r.host.measured_at or "?" for r in reused)
+        lines.append(f"{len(reused)} job(s) REUSED earlier measurements (measured {when[0]} to {when[-1]})")
+    return lines
+
+
 #: the conclusion lines, in order
-CONCLUSIONS = (fastest_per_batch, speedups, per_differs)
+CONCLUSIONS = (fastest_per_batch, speedups, per_differs, paired_to_baseline, measurement_provenance)
 
 
 # -- two sweeps side by side -------------------------------------------------------------------

@@ -146,7 +146,9 @@ def report_from_run(run, status: Optional[str] = None, job_num: Optional[int] = 
         run_id=run.info.run_id,
         run_name=run.info.run_name,
         stage_keys={k[len("cache."):]: v for k, v in tags.items() if k.startswith("cache.")},
+        job_dir=tags.get("hydra.job_dir"),
     )
+    report.read_measurement_tags(tags)  # host, measured_at, the noise verdict (a REUSED copy keeps the original's)
     inputs = getattr(run, "inputs", None)
     for dataset_input in getattr(inputs, "dataset_inputs", None) or []:
         ds = dataset_input.dataset

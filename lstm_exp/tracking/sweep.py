@@ -247,7 +247,8 @@ class SweepCallback(Callback):
             parent = mlflow_client.get_run(self.parent_run_id)
             title = sweep_title(parent.info.run_name, " ".join(config.hydra.overrides.task))
             reports = sweep_reports(mlflow_client, parent)
-            summary = SweepSummary(reports=reports, parent_run_id=self.parent_run_id, title=title, baseline=baseline)
+            summary = SweepSummary(reports=reports, parent_run_id=self.parent_run_id, title=title, baseline=baseline,
+                                   tracking_uri=uri)
             seen = {r.job_num for r in reports}
             for job_dir in dirs:  # a job that died before its run started left only its folder
                 num = _job_num(job_dir)
