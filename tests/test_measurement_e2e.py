@@ -93,7 +93,7 @@ def test_the_sweeps_summary_has_the_paired_columns_and_conclusion(workspace, run
     assert int8["speed-up vs baseline"] == f"x{found.speedup:.2f} [{found.speedup_ci95[0]:.2f}, {found.speedup_ci95[1]:.2f}]"
     assert fp32["PER vs baseline"] == "" and int8["timing"] in ("NOISY", "steady")
     markdown = (sweep_dir / "summary.md").read_text()
-    assert "| PER vs baseline |" in markdown and f"vs {found.baseline} at b" in markdown and found.verdict in markdown
+    assert "| PER vs baseline |" in markdown and f"vs {found.baseline} (same batch): " in markdown and found.verdict in markdown
 
 
 def test_trn_files_round_trip_to_the_runs_per(runs):

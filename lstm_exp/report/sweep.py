@@ -397,7 +397,7 @@ def paired_to_baseline(summary: SweepSummary) -> list[str]:
         c = summary.comparisons().get(id(r))
         if c is not None:
             flag = " -- a narrower precision that costs accuracy" if c.worse and r.precision in LOW_PRECISIONS else ""
-            lines.append(f"{_label(r, summary)} vs {c.baseline} at b{r.batch}: {c.verdict}, P(better) "
+            lines.append(f"{_label(r, summary)} vs {c.baseline} (same batch): {c.verdict}, P(better) "
                          f"{c.p_better:.2f}; {c.speed_text()}{flag}")
     return lines
 
