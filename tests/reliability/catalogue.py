@@ -44,6 +44,20 @@ def _digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def one_error_line(proc: subprocess.CompletedProcess, names, exit_code: int) -> str:
+    """The part of every contract about the output: exit status ``exit_code``, no traceback,
+    exactly one ``lstm_exp: error:`` line, naming each of ``names``; returns that line."""
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == exit_code, f"exit {proc.returncode}, expected {exit_code}:\n{output[-3000:]}"
+    assert "Traceback" not in output, output[-5000:]
+    lines = [line for line in proc.stderr.splitlines() if line.startswith(ERROR_PREFIX)]
+    assert len(lines) == 1, f"expected one '{ERROR_PREFIX}' line:\n{proc.stderr[-3000:]}"
+    line = lines[0][len(ERROR_PREFIX):]
+    for name in names:
+        assert name in line, f"the error line does not name {name!r}: {line}"
+    return line
+
+
 @dataclass
 class Workspace:
     """A launch folder (``cache/``, ``outputs/``, ``mlflow.db``) shared by the catalogue's cases."""
@@ -116,14 +130,7 @@ class Workspace:
     def assert_user_error(self, proc: subprocess.CompletedProcess, *names: str, exit_code: int = 1,
                           status: str = "FAILED") -> str:
         """The catalogue's contract (module doc); returns the error line."""
-        output = proc.stdout + proc.stderr
-        assert proc.returncode == exit_code, f"exit {proc.returncode}, expected {exit_code}:\n{output[-3000:]}"
-        assert "Traceback" not in output, output[-5000:]
-        lines = [line for line in proc.stderr.splitlines() if line.startswith(ERROR_PREFIX)]
-        assert len(lines) == 1, f"expected one '{ERROR_PREFIX}' line:\n{proc.stderr[-3000:]}"
-        line = lines[0][len(ERROR_PREFIX):]
-        for name in names:
-            assert name in line, f"the error line does not name {name!r}: {line}"
+        line = one_error_line(proc, names, exit_code)
         new = {run_id: s for run_id, s in self.runs().items() if run_id not in self.runs_before}
         assert list(new.values()) == [status], f"new MLflow runs: {new}"
         (run_id,) = new
@@ -142,14 +149,7 @@ class Workspace:
         folder, the sweep folder, a sweep's missing runtime): the catalogue's contract without
         an MLflow run: exit status 1, no traceback, exactly one ``lstm_exp: error:`` line naming
         ``names``, no new run, earlier outputs intact; returns the line."""
-        output = proc.stdout + proc.stderr
-        assert proc.returncode == 1, f"exit {proc.returncode}, expected 1:\n{output[-3000:]}"
-        assert "Traceback" not in output, output[-5000:]
-        lines = [line for line in proc.stderr.splitlines() if line.startswith(ERROR_PREFIX)]
-        assert len(lines) == 1, f"expected one '{ERROR_PREFIX}' line:\n{proc.stderr[-3000:]}"
-        line = lines[0][len(ERROR_PREFIX):]
-        for name in names:
-            assert name in line, f"the error line does not name {name!r}: {line}"
+        line = one_error_line(proc, names, 1)
         assert self.runs() == self.runs_before, "a run was recorded for what was refused before any run"
         self.assert_earlier_outputs_intact()
         print(f"[catalogue] {line}")

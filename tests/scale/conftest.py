@@ -2,16 +2,14 @@
 the tests' sweeps reuse (``paths.cache_dir=``), so each test pays for its service, not for training."""
 from __future__ import annotations
 
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from services import SMOKE, Postgres, lstm_exp  # noqa: E402
+from services import SMOKE, Postgres, lstm_exp, running  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -26,12 +24,7 @@ def smoke_cache(tmp_path_factory) -> Path:
 @pytest.fixture()
 def postgres():
     """A private PostgreSQL cluster (services.Postgres), stopped by its PID and removed after the test."""
-    folder = Path(tempfile.mkdtemp(prefix="lstm_exp-pg-"))  # outside pytest's 0700 tmp: the server's user reads it
-    server = Postgres(folder)
-    try:
-        yield server.start()
-    finally:
-        server.stop()
-        shutil.rmtree(folder, ignore_errors=True)
+    with running(Postgres, "lstm_exp-pg-") as server:
+        yield server
 
 

@@ -16,7 +16,8 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
-from typing import Dict, Optional
+from contextlib import contextmanager
+from typing import Dict, Iterator, Optional
 
 CHECKOUT = Path(__file__).resolve().parents[2]
 ERROR_PREFIX = "lstm_exp: error: "
@@ -429,3 +430,18 @@ class SwiftS3:
     def stop(self) -> None:
         for proc in reversed(self.procs):
             stop(proc)
+
+
+@contextmanager
+def running(service_class, prefix: str) -> Iterator:
+    """A service (Postgres, Slurm, SwiftS3) started in a fresh folder outside pytest's 0700 tmp
+    (the services' own users read it), stopped by its PIDs and removed afterwards."""
+    import tempfile
+
+    folder = Path(tempfile.mkdtemp(prefix=prefix))
+    service = service_class(folder)
+    try:
+        yield service.start()
+    finally:
+        service.stop()
+        shutil.rmtree(folder, ignore_errors=True)

@@ -7,14 +7,13 @@ and the measured concurrency on it, and the objects in the S3 bucket."""
 from __future__ import annotations
 
 import shutil
-import tempfile
 import time
 from pathlib import Path
 
 import pytest
 
 from services import (SMOKE, MlflowServer, Slurm, SwiftS3, lstm_exp, postgres_bin, slurm_missing, swift_missing,
-                      sweep_runs, tags)
+                      running, sweep_runs, tags)
 
 pytest.importorskip("hydra_plugins.hydra_submitit_launcher", reason="pip install -e '.[test]' (hydra-submitit-launcher)")
 pytest.importorskip("psycopg2", reason="pip install -e '.[test]' (psycopg2-binary)")
@@ -32,24 +31,14 @@ BUCKET = "mlflow"
 
 @pytest.fixture()
 def swift():
-    folder = Path(tempfile.mkdtemp(prefix="lstm_exp-swift-"))
-    store = SwiftS3(folder)
-    try:
-        yield store.start()
-    finally:
-        store.stop()
-        shutil.rmtree(folder, ignore_errors=True)
+    with running(SwiftS3, "lstm_exp-swift-") as store:
+        yield store
 
 
 @pytest.fixture()
 def slurm():
-    folder = Path(tempfile.mkdtemp(prefix="lstm_exp-slurm-"))
-    cluster = Slurm(folder)
-    try:
-        yield cluster.start()
-    finally:
-        cluster.stop()
-        shutil.rmtree(folder, ignore_errors=True)
+    with running(Slurm, "lstm_exp-slurm-") as cluster:
+        yield cluster
 
 
 def test_slurm_sweep_into_mlflow_server_on_postgresql_with_s3_artifacts(tmp_path, smoke_cache, postgres, swift, slurm):
