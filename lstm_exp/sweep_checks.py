@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from lstm_exp.errors import LstmExpError
+from lstm_exp.tracking.sweep import PARENT_FILE
 
 #: the stages that run a backend's runtime (the others only build files for it)
 RUNTIME_STAGES = ("all", "infer")
@@ -43,6 +44,8 @@ def check_sweep_dir(sweep_dir: Path) -> None:
         return
     held = sorted(p.name for p in sweep_dir.iterdir())
     if held:
+        # an earlier sweep's record first (what makes the folder a sweep's), then the other entries
+        held.sort(key=lambda name: name != PARENT_FILE)
         shown = ", ".join(held[:4]) + (f", ... ({len(held)} entries)" if len(held) > 4 else "")
         raise LstmExpError(
             f"hydra.sweep.dir={sweep_dir} is not empty ({shown}): a sweep folder holds one sweep, and this one "
