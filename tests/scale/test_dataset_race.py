@@ -15,6 +15,7 @@ ROUNDS, WORKERS = 20, 2
 
 WORKER = """
 import sys, time
+from pathlib import Path
 from lstm_exp.report.job import Dataset
 from lstm_exp.tracking.mlflow_run import MlflowRun
 
