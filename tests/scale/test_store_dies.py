@@ -37,7 +37,7 @@ def test_server_killed_mid_sweep_ends_fast_keeps_results_and_sync_completes_the_
     try:
         shutil.copytree(smoke_cache, tmp_path / "cache")  # the trained smoke model: jobs only infer
         sweep = subprocess.Popen(
-            [sys.executable, "-m", "lstm_exp", *SMOKE, "batch=1,2,4", "infer.min_seconds=6", "-m"],
+            [sys.executable, "-m", "lstm_exp", *SMOKE, "batch=1,2,4", "infer.min_seconds=6", "infer.max_seconds=null", "-m"],
             cwd=tmp_path, env=cli_env({"MLFLOW_TRACKING_URI": server.url}), stdout=subprocess.PIPE,
             stderr=subprocess.PIPE, text=True)
         job_dir = _wait_for_job_inferring(tmp_path, sweep, job=1)
