@@ -42,7 +42,6 @@ from lstm_exp.tracking import store_check
 log = logging.getLogger("lstm_exp")
 
 PARENT_FILE = "parent_run.json"
-PARENT_ENV = "LSTM_EXP_PARENT_RUN_ID"
 
 
 @dataclass
@@ -217,7 +216,6 @@ class SweepCallback(Callback):
         parent = {"run_id": run.info.run_id, "tracking_uri": uri, "experiment_name": experiment_name,
                   "sweep_dir": str(sweep_dir)}
         (sweep_dir / PARENT_FILE).write_text(json.dumps(parent, indent=2) + "\n")
-        os.environ[PARENT_ENV] = run.info.run_id
         print(f"lstm_exp: sweep parent run {run.info.run_id} in {experiment_name} ({uri})")
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
@@ -267,7 +265,6 @@ class SweepCallback(Callback):
                 mlflow_client.set_tag(self.parent_run_id, "lstm_exp.concurrent_jobs", measured)
             url = _record_answer(mlflow_client, parent, summary, written, uri, failed=summary.failed or bad_baseline)
             _OPEN_PARENTS.pop(self.parent_run_id, None)
-            os.environ.pop(PARENT_ENV, None)
         print(summary.to_terminal(), end="")
         print(f"lstm_exp: sweep summary in {sweep_dir} (summary.csv with run ids, summary.md, plots)"
               + (f"; parent run {self.parent_run_id}" if self.parent_run_id else ""))
