@@ -35,7 +35,7 @@ import math
 import random
 import sys
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
@@ -263,12 +263,85 @@ def fit(model_cfg: ModelConfig, train_cfg: TrainConfig, units: Sequence[str],
     return summary
 
 
+@dataclass
+class _Training:
+    """What every epoch of one training shares: the network, its optimiser and loss, the data RNG."""
+
+    cfg: TrainConfig
+    units: Sequence[str]
+    model: CTCModel
+    optimizer: torch.optim.Optimizer
+    halving: LrHalving
+    ctc: torch.nn.CTCLoss
+    augment: Optional[AugmentParams]
+    device: torch.device
+    data_rng: torch.Generator
+    #: what model.pt records besides the weights (the model and train configs)
+    meta: Dict[str, Any]
+
+
+@dataclass
+class _Clock:
+    """The optional ``max_minutes`` cap: when an epoch must stop to leave time for scoring dev."""
+
+    started: float
+    budget_s: float
+    dev_frames: int
+    #: the last dev scoring's seconds (None before the first)
+    dev_seconds: Optional[float] = None
+
+    def out_of_time(self, epoch_start: float, frames_done: int) -> bool:
+        if self.budget_s <= 0:
+            return False
+        elapsed = time.monotonic() - self.started
+        # Reserve time for scoring dev: measured, or estimated at a third of the
+        # training cost per frame (forward only).
+        reserve = self.dev_seconds if self.dev_seconds is not None else \
+            (time.monotonic() - epoch_start) / max(frames_done, 1) * self.dev_frames / 3
+        return elapsed + reserve >= self.budget_s
+
+
 def _fit(model_cfg: ModelConfig, train_cfg: TrainConfig, units: Sequence[str],
          train_set: Sequence[Any], dev_set: Sequence[Any], out_dir: Path,
          progress: bool) -> Dict[str, Any]:
+    """The epoch loop: train an epoch, score dev, keep the best, halve the lr or stop, log."""
     started = time.monotonic()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    run = _set_up(model_cfg, train_cfg, units, train_set, dev_set)
+    last_path, log_path = out_dir / LAST_NAME, out_dir / LOG_NAME
+    book, resumed_from = _start_or_resume(run, last_path, log_path)
+    dev_batches = plan_batches(dev_set, train_cfg.batch_size, "sorted")
+    train_batches = _Batches(train_set, train_cfg.batch_size, train_cfg.bucket_batches)
+    clock = _Clock(started, train_cfg.max_minutes * 60.0, sum(int(ex.feats.shape[0]) for ex in dev_set))
+
+    while not book["stopped"]:
+        epoch = book["epoch"] + 1
+        if epoch > train_cfg.epochs:
+            book["stopped"] = "epochs"
+            break
+        epoch_start = time.monotonic()
+        loss_total, seen, truncated = _train_epoch(run, train_batches, epoch, clock, epoch_start, progress)
+        dev_start = time.monotonic()
+        scores = evaluate(run.model, dev_batches, run.device, run.ctc)
+        clock.dev_seconds = time.monotonic() - dev_start
+        step = _after_epoch(run, book, scores, epoch, truncated, out_dir)
+        record = {"epoch": epoch, "train_loss": loss_total / max(seen, 1), "train_utterances": seen,
+                  "dev_loss": scores["loss"], "dev_per": scores["per"], **step, "truncated": truncated,
+                  "epoch_seconds": round(time.monotonic() - epoch_start, 3),
+                  "minutes": round((time.monotonic() - started) / 60.0, 4)}
+        _log_epoch(run, book, record, log_path, last_path, progress)
+    return {"epochs": book["epoch"], "best_epoch": book["best_epoch"],
+            "best_dev_loss": book["best_loss"], "best_dev_per": book["best_per"],
+            "minutes": (time.monotonic() - started) / 60.0, "params": run.model.num_parameters(),
+            "device": str(run.device), "stopped_by": book["stopped"],
+            "cut_by_time": bool(book.get("cut_by_time")), "resumed_from": resumed_from,
+            "train_utterances": len(train_set), "dev_utterances": len(dev_set)}
+
+
+def _set_up(model_cfg: ModelConfig, train_cfg: TrainConfig, units: Sequence[str],
+            train_set: Sequence[Any], dev_set: Sequence[Any]) -> _Training:
+    """Threads, seeds (before the network's initialisation draws from them), network, optimiser."""
     if train_cfg.num_threads > 0:
         torch.set_num_threads(train_cfg.num_threads)
     device = resolve_device(train_cfg.device)
@@ -283,116 +356,112 @@ def _fit(model_cfg: ModelConfig, train_cfg: TrainConfig, units: Sequence[str],
     model.units = list(units)
     optimizer = torch.optim.Adam(model.parameters(), lr=train_cfg.lr,
                                  weight_decay=train_cfg.weight_decay)
-    halving = LrHalving(optimizer, train_cfg.min_lr)
-    ctc = torch.nn.CTCLoss(blank=0, reduction="none", zero_infinity=True)
     augment = AugmentParams(train_cfg.warp_min, train_cfg.warp_max, train_cfg.freq_masks,
                             train_cfg.freq_mask_width, train_cfg.time_masks,
                             train_cfg.time_mask_width) if train_cfg.augment else None
+    meta = {"model_config": _plain_config(model_cfg), "train_config": _plain_config(train_cfg)}
+    return _Training(train_cfg, units, model, optimizer, LrHalving(optimizer, train_cfg.min_lr),
+                     torch.nn.CTCLoss(blank=0, reduction="none", zero_infinity=True), augment, device,
+                     data_rng, meta)
 
+
+def _start_or_resume(run: _Training, last_path: Path, log_path: Path) -> Tuple[Dict[str, Any], int]:
+    """(the bookkeeping to start from, the epoch resumed from): ``last.pt``'s when training can
+    continue from it (``train.resume``), else a fresh start (an earlier log removed)."""
     book = {"epoch": 0, "best_per": math.inf, "best_loss": math.inf, "best_epoch": 0,
             "min_per": math.inf, "min_loss": math.inf, "bad_epochs": 0, "stopped": "",
             "cut_by_time": False}
-    last_path, log_path = out_dir / LAST_NAME, out_dir / LOG_NAME
-    resumed_from = 0
-    state = _resumable_state(last_path, arch, units) if train_cfg.resume and last_path.is_file() else None
+    state = _resumable_state(last_path, run.model.arch, run.units) \
+        if run.cfg.resume and last_path.is_file() else None
     if state is not None:
-        book = _resume(state, model, optimizer, halving, data_rng)
-        resumed_from = book["epoch"]
-        _keep_log_until(log_path, resumed_from)
-    elif log_path.exists():
+        book = _resume(state, run.model, run.optimizer, run.halving, run.data_rng)
+        _keep_log_until(log_path, book["epoch"])
+        return book, book["epoch"]
+    if log_path.exists():
         log_path.unlink()
+    return book, 0
 
-    dev_batches = plan_batches(dev_set, train_cfg.batch_size, "sorted")
-    train_batches = _Batches(train_set, train_cfg.batch_size, train_cfg.bucket_batches)
-    budget_s = train_cfg.max_minutes * 60.0
-    dev_seconds: Optional[float] = None
-    dev_frames = sum(int(ex.feats.shape[0]) for ex in dev_set)
-    meta = {"model_config": _plain_config(model_cfg), "train_config": _plain_config(train_cfg)}
 
-    while not book["stopped"]:
-        epoch = book["epoch"] + 1
-        if epoch > train_cfg.epochs:
-            book["stopped"] = "epochs"
-            break
-        epoch_start = time.monotonic()
-        model.train()
-        loss_total, seen, frames_done, truncated = 0.0, 0, 0, False
-        bar = tqdm(train_batches.epoch(data_rng), total=len(train_batches), file=sys.stderr,
-                   disable=not progress, desc=f"epoch {epoch}", leave=False)
+def _train_epoch(run: _Training, train_batches: "_Batches", epoch: int, clock: _Clock, epoch_start: float,
+                 progress: bool) -> Tuple[float, int, bool]:
+    """One pass over the training batches: (summed loss x utterances, utterances, cut by time)."""
+    run.model.train()
+    loss_total, seen, frames_done = 0.0, 0, 0
+    bar = tqdm(train_batches.epoch(run.data_rng), total=len(train_batches), file=sys.stderr,
+               disable=not progress, desc=f"epoch {epoch}", leave=False)
+    try:
         for batch in bar:
-            x, lengths, targets, target_lengths = _tensors(batch, device)
-            if augment is not None:
-                x = augment_batch(x, lengths, augment, data_rng)
-            log_probs = model(x)
-            losses = ctc(log_probs, targets.to(device), model.output_lengths(lengths).to(device),
-                         target_lengths.to(device))
-            loss = (losses / target_lengths.clamp(min=1).to(device)).mean()
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if train_cfg.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), train_cfg.grad_clip)
-            optimizer.step()
-            loss_total += loss.item() * len(target_lengths)
-            seen += len(target_lengths)
-            frames_done += int(lengths.sum())
+            loss, utterances, frames = _train_step(run, batch)
+            loss_total += loss * utterances
+            seen += utterances
+            frames_done += frames
             bar.set_postfix(loss=f"{loss_total / seen:.3f}")
-            if budget_s > 0:
-                elapsed = time.monotonic() - started
-                # Reserve time for scoring dev: measured, or estimated at a third of the
-                # training cost per frame (forward only).
-                reserve = dev_seconds if dev_seconds is not None else \
-                    (time.monotonic() - epoch_start) / max(frames_done, 1) * dev_frames / 3
-                if elapsed + reserve >= budget_s:
-                    truncated = True
-                    break
+            if clock.out_of_time(epoch_start, frames_done):
+                return loss_total, seen, True
+        return loss_total, seen, False
+    finally:
         bar.close()
-        dev_start = time.monotonic()
-        scores = evaluate(model, dev_batches, device, ctc)
-        dev_seconds = time.monotonic() - dev_start
 
-        improved_per = scores["per"] < book["min_per"]
-        improved_loss = scores["loss"] < book["min_loss"]
-        book["min_per"] = min(book["min_per"], scores["per"])
-        book["min_loss"] = min(book["min_loss"], scores["loss"])
-        is_best = (scores["per"], scores["loss"]) < (book["best_per"], book["best_loss"])
-        if is_best:
-            book.update(best_per=scores["per"], best_loss=scores["loss"], best_epoch=epoch)
-            save_checkpoint(out_dir / BEST_NAME, model, units, epoch=epoch,
-                            dev_loss=scores["loss"], dev_per=scores["per"], **meta)
-        lr_used = halving.lr
-        if improved_per or improved_loss:
-            book["bad_epochs"] = 0
-        else:
-            book["bad_epochs"] += 1
-            if train_cfg.lr_halving:
-                halving.halve()
-        book["epoch"] = epoch
-        if truncated:
-            book["stopped"] = "time"
-            book["cut_by_time"] = True
-        elif train_cfg.patience and book["bad_epochs"] >= train_cfg.patience:
-            book["stopped"] = "early_stop"
-        elif epoch >= train_cfg.epochs:
-            book["stopped"] = "epochs"
-        record = {"epoch": epoch, "train_loss": loss_total / max(seen, 1),
-                  "train_utterances": seen, "dev_loss": scores["loss"], "dev_per": scores["per"],
-                  "lr": lr_used, "next_lr": halving.lr, "best": is_best,
-                  "improved": improved_per or improved_loss, "truncated": truncated,
-                  "epoch_seconds": round(time.monotonic() - epoch_start, 3),
-                  "minutes": round((time.monotonic() - started) / 60.0, 4)}
-        with open(log_path, "a", encoding="utf-8") as log:
-            log.write(json.dumps(record) + "\n")
-        _save_last(last_path, model, optimizer, halving, data_rng, book, units)
-        if progress:
-            tqdm.write(f"epoch {epoch}: train loss {record['train_loss']:.4f}, dev loss "
-                       f"{scores['loss']:.4f}, dev PER {scores['per']:.2f}%"
-                       f"{' (best)' if is_best else ''}", file=sys.stderr)
-    return {"epochs": book["epoch"], "best_epoch": book["best_epoch"],
-            "best_dev_loss": book["best_loss"], "best_dev_per": book["best_per"],
-            "minutes": (time.monotonic() - started) / 60.0, "params": model.num_parameters(),
-            "device": str(device), "stopped_by": book["stopped"],
-            "cut_by_time": bool(book.get("cut_by_time")), "resumed_from": resumed_from,
-            "train_utterances": len(train_set), "dev_utterances": len(dev_set)}
+
+def _train_step(run: _Training, batch: Any) -> Tuple[float, int, int]:
+    """One optimiser step on a batch: (its mean loss, its utterances, its frames)."""
+    device = run.device
+    x, lengths, targets, target_lengths = _tensors(batch, device)
+    if run.augment is not None:
+        x = augment_batch(x, lengths, run.augment, run.data_rng)
+    log_probs = run.model(x)
+    losses = run.ctc(log_probs, targets.to(device), run.model.output_lengths(lengths).to(device),
+                     target_lengths.to(device))
+    loss = (losses / target_lengths.clamp(min=1).to(device)).mean()
+    run.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if run.cfg.grad_clip > 0:
+        torch.nn.utils.clip_grad_norm_(run.model.parameters(), run.cfg.grad_clip)
+    run.optimizer.step()
+    return loss.item(), len(target_lengths), int(lengths.sum())
+
+
+def _after_epoch(run: _Training, book: Dict[str, Any], scores: Dict[str, float], epoch: int, truncated: bool,
+                 out_dir: Path) -> Dict[str, Any]:
+    """Early stopping's step on the dev scores: the best model saved, the lr halved after an epoch
+    that improved nothing, why training stops (if it does); returns the log record's lr fields."""
+    improved_per = scores["per"] < book["min_per"]
+    improved_loss = scores["loss"] < book["min_loss"]
+    book["min_per"] = min(book["min_per"], scores["per"])
+    book["min_loss"] = min(book["min_loss"], scores["loss"])
+    is_best = (scores["per"], scores["loss"]) < (book["best_per"], book["best_loss"])
+    if is_best:
+        book.update(best_per=scores["per"], best_loss=scores["loss"], best_epoch=epoch)
+        save_checkpoint(out_dir / BEST_NAME, run.model, run.units, epoch=epoch,
+                        dev_loss=scores["loss"], dev_per=scores["per"], **run.meta)
+    lr_used = run.halving.lr
+    if improved_per or improved_loss:
+        book["bad_epochs"] = 0
+    else:
+        book["bad_epochs"] += 1
+        if run.cfg.lr_halving:
+            run.halving.halve()
+    book["epoch"] = epoch
+    if truncated:
+        book["stopped"] = "time"
+        book["cut_by_time"] = True
+    elif run.cfg.patience and book["bad_epochs"] >= run.cfg.patience:
+        book["stopped"] = "early_stop"
+    elif epoch >= run.cfg.epochs:
+        book["stopped"] = "epochs"
+    return {"lr": lr_used, "next_lr": run.halving.lr, "best": is_best, "improved": improved_per or improved_loss}
+
+
+def _log_epoch(run: _Training, book: Dict[str, Any], record: Dict[str, Any], log_path: Path, last_path: Path,
+               progress: bool) -> None:
+    """The epoch's line in ``train_log.jsonl``, then ``last.pt`` (what a resumed run continues from)."""
+    with open(log_path, "a", encoding="utf-8") as log_file:
+        log_file.write(json.dumps(record) + "\n")
+    _save_last(last_path, run.model, run.optimizer, run.halving, run.data_rng, book, run.units)
+    if progress:
+        tqdm.write(f"epoch {record['epoch']}: train loss {record['train_loss']:.4f}, dev loss "
+                   f"{record['dev_loss']:.4f}, dev PER {record['dev_per']:.2f}%"
+                   f"{' (best)' if record['best'] else ''}", file=sys.stderr)
 
 
 def _save_last(path: Path, model: CTCModel, optimizer: torch.optim.Optimizer,
