@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import List, Optional
 
 from lstm_exp.errors import ConfigError, fault_message
+from lstm_exp.recipe import RECIPE_FRAMES
 
 MODEL_LAYOUTS = ("gpu", "npu")
 TRAIN_DEVICES = ("auto", "cpu", "cuda")
@@ -153,7 +154,7 @@ class ExportConfig:
     #: batch of the static variant (and of the example input)
     batch: int = 16
     #: frames of the static variant (the recipe pads every utterance to 390)
-    frames: int = 390
+    frames: int = RECIPE_FRAMES
     #: dynamic batch and time axes (onnxruntime); false gives the static shape ATC needs
     dynamic: bool = True
     #: largest |onnxruntime - torch| accepted on the check batches

@@ -36,6 +36,7 @@ from tqdm import tqdm
 from lstm_exp.data.features import apply_cmvn, load_cmvn, splice_skip_pad
 from lstm_exp.data.kaldi_dir import read_table, resolve_feats_scp
 from lstm_exp.errors import ConfigError, DataError, fault_message
+from lstm_exp.recipe import RECIPE_FRAMES
 
 DEFAULT_RIGHT_CONTEXT = 2
 DEFAULT_FRAME_SKIP = 2
@@ -238,8 +239,6 @@ def make_batches(examples: Sequence[Example], batch_size: int, pad_to: Optional[
 
 #: infer.batching modes, see the module docstring
 BATCHING_MODES = ("fixed", "longest", "sorted")
-#: the recipe's (and a static OM's) frame count
-RECIPE_FRAMES = 390
 
 
 def plan_batches(examples: Sequence[Example], batch_size: int, batching: str = "longest",

@@ -25,8 +25,7 @@ import torch
 from lstm_exp.errors import ConfigError, DataError, MissingDependencyError, non_finite
 from lstm_exp.model.ctc import CTCModel
 
-INPUT_NAME = "actual_input_1"
-OUTPUT_NAME = "output1"
+from lstm_exp.recipe import ONNX_INPUT_NAME as INPUT_NAME, ONNX_OUTPUT_NAME as OUTPUT_NAME, RECIPE_FRAMES
 
 
 class _ExportError(ConfigError):
@@ -45,7 +44,7 @@ def onnx_opset(path: Union[str, Path]) -> int:
 
 
 def export_onnx(model: CTCModel, path: Union[str, Path], opset: int = 11, batch: int = 16,
-                frames: int = 390, dynamic: bool = True, dynamic_batch: bool | None = None) -> Path:
+                frames: int = RECIPE_FRAMES, dynamic: bool = True, dynamic_batch: bool | None = None) -> Path:
     """Write ``model`` to ``path`` as ONNX at ``opset``; returns the path.
 
     ``batch``/``frames`` shape the example input (and the static variant's input shape).

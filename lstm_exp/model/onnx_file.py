@@ -19,8 +19,9 @@ import numpy as np
 
 from lstm_exp.errors import ConfigError, DataError, MissingDependencyError
 from lstm_exp.model.export import INPUT_NAME, OUTPUT_NAME  # the recipe's names, as our export writes them
+from lstm_exp.recipe import RECIPE_FRAMES
 #: input frames of the probe run when the frame axis is dynamic (the recipe's padding)
-PROBE_FRAMES = 390
+PROBE_FRAMES = RECIPE_FRAMES
 #: most halvings of the time axis looked for
 MAX_HALVINGS = 8
 
