@@ -23,19 +23,22 @@ Errors that are the user's (a bad value, a missing file or tool) print one line,
 run FAILED and exit non-zero; in a sweep the other jobs still run and the sweep exits non-zero
 (``lstm_exp.tracking.sweep.SweepCallback`` reads every job's status back at the end).
 
-This module is the Hydra main only: compose, call :func:`lstm_exp.experiment.run_experiment`,
-record its :class:`~lstm_exp.report.JobReport` (MLflow, job folder, printed summary).  A sweep
-skips a job whose identical configuration already FINISHED in the store (``force=true``
-recomputes).
+This module is the Hydra main only.  :func:`run_job` goes through a job's steps, each a function:
+validate the config (:func:`_validate`), make and check the sinks of ``tracking.sinks``
+(:func:`_usable_sinks`, :mod:`lstm_exp.tracking.sink`), name the run (:func:`_job_run`), reuse an
+earlier identical measurement in a sweep (:func:`_reuse`: a sweep skips a job whose identical
+configuration already FINISHED in the store; ``force=true`` recomputes), or run
+:func:`lstm_exp.experiment.run_experiment` and record its :class:`~lstm_exp.report.JobReport`
+(:func:`_run`, :func:`_record`: job folder, sinks, printed summary).
 """
 from __future__ import annotations
 
 import itertools
 import logging
 import os
-import re
 import signal
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
@@ -52,11 +55,11 @@ from lstm_exp.errors import LstmExpError
 from lstm_exp.experiment import identity_of, run_experiment, validate
 from lstm_exp.report.job import JobReport
 from lstm_exp.tracking.fingerprint import config_fingerprint
-from lstm_exp.tracking.mlflow_run import MlflowRun, PendingUpload, default_tracking_uri, select_params, upload_report
-from lstm_exp.tracking.store import (DESCRIPTION_TAG, ERROR_TAG, FINGERPRINT_TAG, JOB_NUM_TAG, OVERRIDES_TAG, ROLE_TAG,
-                                     SWEEP_TAG)
-from lstm_exp.tracking.store_check import StoreError, TrackingError, check_store
-from lstm_exp.tracking.sweep import PARENT_FILE, SweepParent, end_open_parents, job_run_name, launcher_info, swept_keys_of
+from lstm_exp.tracking.params import job_params
+from lstm_exp.tracking.sink import JobRun, Sink, make_sinks
+from lstm_exp.tracking.store import FINGERPRINT_TAG, JOB_NUM_TAG, OVERRIDES_TAG, ROLE_TAG, SWEEP_TAG
+from lstm_exp.tracking.store_check import TrackingError
+from lstm_exp.tracking.sweep import PARENT_FILE, SweepParent, end_open_parents, job_run_name, launcher_info
 
 log = logging.getLogger("lstm_exp")
 
@@ -99,15 +102,24 @@ def new_folder(base: str) -> str:
 OmegaConf.register_new_resolver("lstm_exp.new_folder", new_folder, use_cache=True, replace=True)
 
 
-def _tracker(cfg: DictConfig, parent: Optional[SweepParent] = None) -> MlflowRun:
-    """The job's run: in a sweep, into the store and experiment of the sweep's ``parent_run.json``
-    (never those of the environment of whatever process or machine runs the job)."""
-    tracking = cfg.get("tracking", {})
-    uri = tracking.get("tracking_uri") or default_tracking_uri(cfg.paths.root)
-    experiment = str(tracking.get("experiment_name", "lstm_exp"))
-    if parent is not None and parent.tracking_uri:
-        uri, experiment = parent.tracking_uri, parent.experiment_name or experiment
-    return MlflowRun(bool(tracking.get("enabled", True)), uri, experiment)
+@dataclass
+class HydraJob:
+    """What Hydra says about the running job (folder, sweep or not, its overrides)."""
+
+    job_dir: Path
+    multirun: bool
+    overrides: str
+    task_overrides: list
+    job_num: Optional[int]
+    sweep_dir: Optional[str]
+
+    @classmethod
+    def current(cls) -> "HydraJob":
+        hydra_cfg = HydraConfig.get()
+        multirun = hydra_cfg.mode == RunMode.MULTIRUN
+        return cls(Path(hydra_cfg.runtime.output_dir), multirun, " ".join(hydra_cfg.overrides.task),
+                   list(hydra_cfg.overrides.task), int(hydra_cfg.job.num) if multirun else None,
+                   str(Path(hydra_cfg.sweep.dir).resolve()) if multirun else None)
 
 
 def _plain_config(cfg: DictConfig) -> dict:
@@ -127,149 +139,156 @@ def _identity_from_plain(plain: dict) -> dict:
             "data": str((plain.get("data") or {}).get("kind")), "stage": str(plain.get("stage"))}
 
 
-def _reuse_earlier(tracker: MlflowRun, fingerprint: str, parent: Optional[SweepParent], job_num: int,
-                   job_dir: Path, run_name: str, tags: dict[str, str]) -> Optional[JobReport]:
-    """In a sweep: the report of an earlier FINISHED run with the same fingerprint, or None. Under
-    a parent run the job becomes a child run of it that carries the earlier measurement (params,
-    metrics, report.json), tagged REUSED (:func:`lstm_exp.tracking.store.copy_reused_run`)."""
-    from lstm_exp.tracking.store import (REUSED, REUSED_FROM_TAG, REUSED_SUFFIX, client, copy_reused_run,
-                                         ensure_experiment, find_finished_run, measured_at, report_from_run)
-
-    mlflow_client = client(tracker.tracking_uri)
-    earlier = find_finished_run(mlflow_client, ensure_experiment(mlflow_client, tracker.experiment_name), fingerprint)
-    if earlier is None:
-        return None
-    report = report_from_run(earlier, status=REUSED, job_num=job_num)
-    report.reused_from = earlier.data.tags.get(REUSED_FROM_TAG) or earlier.info.run_id
-    report.overrides, report.job_dir, report.measured_at = tags[OVERRIDES_TAG], str(job_dir), measured_at(earlier)
-    if parent is not None:
-        report.run_name = run_name + REUSED_SUFFIX
-        report.run_id = copy_reused_run(mlflow_client, earlier, parent.run_id, report.run_name, tags)
-    print(f"lstm_exp: skip job {job_num} ({tags[OVERRIDES_TAG] or 'defaults'}): identical config FINISHED as run "
-          f"{report.reused_from} (measured {report.measured_at}); force=true recomputes")
-    return report
-
-
 def run_job(cfg: DictConfig) -> Optional[float]:
-    """One Hydra job: validate, run (or reuse) the experiment, record its report; returns the PER."""
-    hydra_cfg = HydraConfig.get()
-    job_dir = Path(hydra_cfg.runtime.output_dir)
-    multirun = hydra_cfg.mode == RunMode.MULTIRUN
-    overrides = " ".join(hydra_cfg.overrides.task)
-    job_num = int(hydra_cfg.job.num) if multirun else None
+    """One Hydra job: validate, reuse an earlier measurement (a sweep) or run, record; returns the PER."""
+    job = HydraJob.current()
     plain = _plain_config(cfg)
-    parent = SweepParent.find(job_dir) if multirun else None
-    tracker = _tracker(cfg, parent)
-    fingerprint = config_fingerprint(plain)
-    exp, error = None, None
-    try:
-        exp = validate(cfg)
-    except LstmExpError as err:
-        error = err
+    exp, error = _validate(cfg)
     identity = identity_of(exp) if exp is not None else _identity_from_plain(plain)
-    if tracker.enabled and not _store_usable(tracker.tracking_uri, job_dir, multirun):
+    parent = SweepParent.find(job.job_dir) if job.multirun else None
+    sinks = _usable_sinks(cfg, job, parent)
+    if sinks is None:
         return None
-    swept = swept_keys_of(tracker, parent)
-    run_name = cfg.tracking.get("run_name") or job_run_name(identity, swept, hydra_cfg.overrides.task)
-    launcher, concurrent = launcher_info(hydra_cfg.get("launcher"))
+    run = _job_run(cfg, job, plain, identity, parent, sinks)
+    if job.multirun and exp is not None and not exp.force and exp.stage in ("all", "infer"):
+        reused = _reuse(sinks, run)
+        if reused is not None:
+            return reused.accuracy.per
+    return _run(cfg, job, run, sinks, error)
+
+
+def _validate(cfg: DictConfig) -> tuple[Any, Optional[LstmExpError]]:
+    """(the validated experiment, None) or (None, the error that the job's run ends FAILED with)."""
+    try:
+        return validate(cfg), None
+    except LstmExpError as err:
+        return None, err
+
+
+def _usable_sinks(cfg: DictConfig, job: HydraJob, parent: Optional[SweepParent]) -> Optional[list[Sink]]:
+    """The job's sinks (``tracking.sinks``), bound to its sweep and checked before any work; None
+    (in a sweep) or exit 1 (a single run) after one ``lstm_exp: error:`` line when one cannot be used."""
+    try:
+        sinks = make_sinks(cfg.tracking.get("sinks"))
+        for sink in sinks:
+            sink.bind(parent)
+            sink.check()
+        return sinks
+    except LstmExpError as err:
+        message = f"lstm_exp: error: {err}"
+        print(message, file=sys.stderr)
+        job.job_dir.mkdir(parents=True, exist_ok=True)
+        (job.job_dir / "error.txt").write_text(message + "\n")
+        _stop_if_in_process(job.multirun)
+        return None
+
+
+def _job_run(cfg: DictConfig, job: HydraJob, plain: dict, identity: dict, parent: Optional[SweepParent],
+             sinks: list[Sink]) -> JobRun:
+    """The job's name, params and tags, as every sink gets them."""
+    swept = next((keys for keys in (sink.swept_keys(parent) for sink in sinks) if keys), [])
+    run_name = cfg.tracking.get("run_name") or job_run_name(identity, swept, job.task_overrides)
+    launcher, concurrent = launcher_info(HydraConfig.get().get("launcher"))
+    fingerprint = config_fingerprint(plain)
     tags = {
-        ROLE_TAG: "job", FINGERPRINT_TAG: fingerprint, OVERRIDES_TAG: overrides,
-        "hydra.job_dir": str(job_dir),
-        "command": "python -m lstm_exp " + overrides + (" -m" if multirun else ""),
+        ROLE_TAG: "job", FINGERPRINT_TAG: fingerprint, OVERRIDES_TAG: job.overrides,
+        "hydra.job_dir": str(job.job_dir),
+        "command": "python -m lstm_exp " + job.overrides + (" -m" if job.multirun else ""),
         "stage": str(plain.get("stage")),
         "lstm_exp.launcher": launcher, "lstm_exp.concurrent_jobs": concurrent,
     }
-    if multirun:
-        tags.update({JOB_NUM_TAG: str(job_num), "sweep_dir": str(Path(hydra_cfg.sweep.dir).resolve())})
+    if job.multirun:
+        tags.update({JOB_NUM_TAG: str(job.job_num), "sweep_dir": job.sweep_dir})
     if parent is not None:
         tags[SWEEP_TAG] = parent.run_id
-    if (multirun and tracker.enabled and exp is not None and not exp.force and exp.stage in ("all", "infer")):
-        reused = _reuse_earlier(tracker, fingerprint, parent, job_num, job_dir, run_name, tags)
-        if reused is not None:
-            reused.write(job_dir / "report.json")
-            print("\n".join(reused.summary_lines()))
-            return reused.accuracy.per
-    params = {**select_params(plain), "variant": identity["variant"], "batching": identity.get("batching", ""),
-              "precision": identity.get("precision", "")}
-    pending = PendingUpload(run_name, params, tags, parent.run_id if parent else None, tracker.tracking_uri,
-                            tracker.experiment_name, log_artifacts=bool(cfg.tracking.get("log_artifacts", True)))
+    return JobRun(run_name, job_params(plain, identity), tags, job.job_dir, fingerprint, job.overrides,
+                  job.job_num, parent, identity)
+
+
+def _reuse(sinks: list[Sink], run: JobRun) -> Optional[JobReport]:
+    """The first sink's earlier identical measurement (REUSED), recorded by the other sinks too, its
+    report written and printed; None when no sink has one."""
+    for finder in sinks:
+        reused = finder.find_earlier(run)
+        if reused is None:
+            continue
+        for sink in sinks:
+            if sink is not finder:
+                sink.start(run)
+                sink.record(reused, run.job_dir)
+                sink.end("FINISHED")
+        reused.write(run.job_dir / "report.json")
+        print("\n".join(reused.summary_lines()))
+        return reused
+    return None
+
+
+def _run(cfg: DictConfig, job: HydraJob, run: JobRun, sinks: list[Sink],
+         error: Optional[LstmExpError]) -> Optional[float]:
+    """Start the sinks, run the experiment (or fail with the validation error), record, end."""
     try:
-        if tracker.enabled:
-            pending.write(job_dir)
-        tracker.start(run_name, params, tags, parent_run_id=pending.parent_run_id)
-        pending.run_id = tracker.run_id
-        if tracker.enabled:
-            pending.write(job_dir)
+        for sink in sinks:
+            sink.start(run)
     except TrackingError as err:
-        return _tracking_failed(err, job_dir, multirun)
+        return _tracking_failed(err, job.job_dir, job.multirun)
     status = "FAILED"
     try:
         if error is not None:
             raise error
-        deferred: list[TrackingError] = []
-        report = run_experiment(cfg, job_dir, on_backend_ready=_tags_kept_for_sync(tracker, pending, job_dir, deferred))
-        report.overrides, report.job_num, report.run_id, report.run_name = overrides, job_num, tracker.run_id, run_name
-        report.write(job_dir / "report.json")  # kept, whatever happens to the store from here on
-        if deferred:
-            raise deferred[0]
-        _record(report, tracker, cfg, job_dir)
+        report = run_experiment(cfg, job.job_dir, on_backend_ready=lambda tags: _each(sinks, "set_tags", tags))
+        report.overrides, report.job_num, report.run_name = job.overrides, job.job_num, run.run_name
+        report.run_id = _run_id(sinks)
+        report.write(job.job_dir / "report.json")  # kept, whatever happens to the sinks from here on
+        _record(report, sinks, job.job_dir)
         status = "FINISHED"
         return report.accuracy.per
     except TrackingError as err:
-        return _tracking_failed(err, job_dir, multirun)
+        return _tracking_failed(err, job.job_dir, job.multirun)
     except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (see main): the run ends KILLED, not RUNNING
         status = "KILLED"
-        print(f"lstm_exp: interrupted; MLflow run {tracker.run_id or '(tracking off)'} ended KILLED; complete "
+        print(f"lstm_exp: interrupted; MLflow run {_run_id(sinks) or '(tracking off)'} ended KILLED; complete "
               "stages stay cached, a rerun continues from them", file=sys.stderr)
         raise SystemExit(INTERRUPTED_EXIT)
     except LstmExpError as err:
-        line = str(err).splitlines()[0]
-        message = f"lstm_exp: error: {err}"
-        print(message, file=sys.stderr)
-        job_dir.mkdir(parents=True, exist_ok=True)
-        (job_dir / "error.txt").write_text(message + "\n")
-        JobReport(**identity, status="FAILED", error=line, overrides=overrides, job_num=job_num,
-                  run_id=tracker.run_id, run_name=run_name, fingerprint=fingerprint,
-                  job_dir=str(job_dir)).write(job_dir / "report.json")
-        # the tag for tables and the sweep summary; the run's Description (what MLflow's run page
-        # shows first) holds the whole message, every listed fault included
-        try:
-            tracker.set_tags({ERROR_TAG: line[:5000], DESCRIPTION_TAG: _failure_description(str(err))})
-        except TrackingError as tracking_err:
-            return _tracking_failed(tracking_err, job_dir, multirun)
-        if not multirun:
-            raise SystemExit(1)
-        return None
+        return _failed(err, job, run, sinks)
     finally:
-        _end_run(tracker, status, job_dir)
+        _end_all(sinks, status)
 
 
-def _tags_kept_for_sync(tracker: MlflowRun, pending: PendingUpload, job_dir: Path, deferred: list):
-    """``on_backend_ready``: the backend's tags into the run; if the store fails meanwhile, the job
-    goes on to its result (kept for ``sync`` with these tags) and the failure is raised after it."""
-    def record(tags: dict) -> None:
+def _run_id(sinks: list[Sink]) -> Optional[str]:
+    """The job's run id: the first sink's that gives one (MLflow's)."""
+    return next((sink.run_id for sink in sinks if sink.run_id), None)
+
+
+def _each(sinks: list[Sink], method: str, *args: Any) -> None:
+    """``method(*args)`` on every sink; the first ``TrackingError`` is raised after all had their call."""
+    failed: list[TrackingError] = []
+    for sink in sinks:
         try:
-            tracker.set_tags(tags)
+            getattr(sink, method)(*args)
         except TrackingError as err:
-            deferred.append(err)
-            pending.tags.update({k: str(v) for k, v in tags.items()})
-            pending.write(job_dir)
-    return record
+            failed.append(err)
+    if failed:
+        raise failed[0]
 
 
-def _store_usable(uri: str, job_dir: Path, multirun: bool) -> bool:
-    """The store checked before any work (``lstm_exp.tracking.store_check``): False (in a sweep)
-    or exit 1 (a single run) after one ``lstm_exp: error:`` line when it cannot be used."""
+def _failed(err: LstmExpError, job: HydraJob, run: JobRun, sinks: list[Sink]) -> None:
+    """A user's error: one line, ``error.txt`` and a FAILED ``report.json`` in the job folder, the
+    sinks told; exit 1 (a single run) or None (a sweep's job: the sweep goes on)."""
+    message = f"lstm_exp: error: {err}"
+    print(message, file=sys.stderr)
+    job.job_dir.mkdir(parents=True, exist_ok=True)
+    (job.job_dir / "error.txt").write_text(message + "\n")
+    JobReport(**run.identity, status="FAILED", error=str(err).splitlines()[0], overrides=job.overrides,
+              job_num=job.job_num, run_id=_run_id(sinks), run_name=run.run_name, fingerprint=run.fingerprint,
+              job_dir=str(job.job_dir)).write(job.job_dir / "report.json")
     try:
-        check_store(uri)
-        return True
-    except StoreError as err:
-        message = f"lstm_exp: error: {err}"
-        print(message, file=sys.stderr)
-        job_dir.mkdir(parents=True, exist_ok=True)
-        (job_dir / "error.txt").write_text(message + "\n")
-        _stop_if_in_process(multirun)
-        return False
+        _each(sinks, "fail", str(err))
+    except TrackingError as tracking_err:
+        return _tracking_failed(tracking_err, job.job_dir, job.multirun)
+    if not job.multirun:
+        raise SystemExit(1)
+    return None
 
 
 def _tracking_failed(err: TrackingError, job_dir: Path, multirun: bool) -> None:
@@ -294,37 +313,21 @@ def _stop_if_in_process(multirun: bool) -> None:
         raise SystemExit(1)
 
 
-def _end_run(tracker: MlflowRun, status: str, job_dir: Path) -> None:
-    """End the job's run; once it ended, nothing is left for ``sync`` to upload."""
-    try:
-        tracker.end(status)
-    except TrackingError as err:
-        print(f"lstm_exp: error: {err}; when the store is back: python -m lstm_exp.sync {job_dir}", file=sys.stderr)
-        return
-    if not tracker.lost:
-        PendingUpload.remove(job_dir)
+def _end_all(sinks: list[Sink], status: str) -> None:
+    """Every sink ends the job; one that cannot is one line (the job's report.json is on disk)."""
+    for sink in sinks:
+        try:
+            sink.end(status)
+        except TrackingError as err:
+            print(f"lstm_exp: error: {err}", file=sys.stderr)
 
 
-def _failure_description(message: str) -> str:
-    """The run's Description (Markdown, shown first on its MLflow page): the error's first line
-    and, for a listing error, each further fault as a list item; text escaped so that paths and
-    values read literally and long lines wrap."""
-    def literal(text: str) -> str:
-        return re.sub(r"([\\`*_\[\]<>#|~])", r"\\\1", text)
-
-    first, *rest = message.splitlines() or [""]
-    return "\n".join([f"**Failed:** {literal(first)}", "", *(f"- {literal(line)}" for line in rest[:50])])[:20000]
-
-
-def _record(report: JobReport, tracker: MlflowRun, cfg: DictConfig, job_dir: Path) -> None:
-    """The report into MLflow (metrics, dataset input, artefacts) and onto stdout."""
-    upload_report(tracker, report, job_dir, bool(cfg.tracking.get("log_artifacts", True)))
-    lines = report.summary_lines()
-    if tracker.run_id:
-        lines.append(f"MLflow run {tracker.run_id} ({tracker.experiment_name});  open the UI: {tracker.ui_command()}")
-    else:
-        lines.append("MLflow tracking disabled (tracking=none)")
-    print("\n".join(lines))
+def _record(report: JobReport, sinks: list[Sink], job_dir: Path) -> None:
+    """The report into every sink and onto stdout, with where each sink put it."""
+    _each(sinks, "record", report, job_dir)
+    closing = [line for line in (sink.closing_line() for sink in sinks) if line]
+    print("\n".join(report.summary_lines() + (closing or [f"no tracking sink (tracking=none): the report is "
+                                                            f"{job_dir / 'report.json'}"])))
 
 
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="config")

@@ -1,7 +1,7 @@
 """JobReport: the typed result of one job, and the single source of everything derived from it.
 
-The printed summary, the MLflow metrics and params, ``report.json`` in the job folder and the
-sweep table all come from one :class:`JobReport`.  Evaluation gives a flat ``metrics`` dict;
+The printed summary, what the tracking sinks record (MLflow's metrics and params), ``report.json``
+in the job folder and the sweep table all come from one :class:`JobReport`.  Evaluation gives a flat ``metrics`` dict;
 :meth:`JobReport.from_metrics` maps the keys it knows into typed parts (accuracy, error counts,
 latency, throughput, memory, timing) and keeps every other numeric key in ``extra``, so a new
 metric still reaches MLflow and the JSON.  A key that is absent is ``None``, never an error.
@@ -278,10 +278,6 @@ class JobReport:
                     flat[f"{prefix}_{name}"] = value
         flat.update({k: float(v) for k, v in self.extra.items()})
         return {k: v for k, v in flat.items() if not (isinstance(v, float) and math.isnan(v))}
-
-    def params(self) -> dict[str, str]:
-        """The identity of the job as MLflow params (what the sweep table and filters use)."""
-        return {"variant": self.variant, "batching": self.batching, "precision": self.precision}
 
     # -- JSON --------------------------------------------------------------------------------
     def to_dict(self) -> dict:

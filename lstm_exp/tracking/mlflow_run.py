@@ -1,7 +1,8 @@
-"""One MLflow run per Hydra job, nested under its sweep's parent run when there is one.
+"""One MLflow run per Hydra job, nested under its sweep's parent run when there is one: the
+client side of the MLflow sink (:mod:`lstm_exp.tracking.mlflow_sink`) and of ``python -m lstm_exp.sync``.
 
-Params are a whitelist of flattened config keys (MLflow limits params; the whole tree goes in
-as the ``config.yaml`` artefact).  A run that raises is ended FAILED.  The default store is
+Params are the job's (:func:`lstm_exp.tracking.params.job_params`: a whitelist of flattened
+config keys; the whole tree goes in as the ``config.yaml`` artefact).  A run that raises is ended FAILED.  The default store is
 ``sqlite:///<paths.root>/mlflow.db`` (absolute, so every job of a sweep shares it);
 ``MLFLOW_TRACKING_URI`` or ``tracking.tracking_uri`` override it.  Processes that share one SQLite
 store open it under a lock (:func:`lstm_exp.tracking.store.client`), so none fails while another
@@ -22,21 +23,12 @@ import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Iterator, Mapping, Optional
+from typing import TYPE_CHECKING, ClassVar, Iterator, Mapping, Optional
 
 if TYPE_CHECKING:
     from lstm_exp.report.job import Dataset
 
 log = logging.getLogger(__name__)
-
-#: flattened config keys logged as params (prefix match on dotted keys)
-PARAM_WHITELIST = (
-    "data.kind", "data.root", "split.name", "batch", "backend.", "decode.", "model.", "train.",
-    "export.opset", "infer.pad_to", "infer.max_utterances", "infer.batching", "infer.repeats", "infer.min_seconds",
-    "infer.warmup", "infer.parity", "data.synth.snr_db", "data.synth.seed", "seed",
-)
-_SKIP_SUFFIXES = ("._target_",)
-
 
 def default_tracking_uri(root: str | os.PathLike) -> str:
     """``$MLFLOW_TRACKING_URI`` if set, else an absolute sqlite store in ``root``."""
@@ -44,34 +36,6 @@ def default_tracking_uri(root: str | os.PathLike) -> str:
     if env:
         return env
     return f"sqlite:///{Path(root).resolve() / 'mlflow.db'}"
-
-
-def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for key, value in tree.items():
-        dotted = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            flat.update(flatten(value, dotted + "."))
-        else:
-            flat[dotted] = value
-    return flat
-
-
-def select_params(tree: Mapping[str, Any]) -> dict[str, str]:
-    """The whitelisted params of a resolved config tree, as strings."""
-    params = {}
-    flat = flatten(tree)
-    for key, value in flat.items():
-        if key.endswith(_SKIP_SUFFIXES):
-            continue
-        if any(key == w or (w.endswith(".") and key.startswith(w)) for w in PARAM_WHITELIST):
-            params[key] = "null" if value is None else str(value)
-    # short aliases that users filter on in the UI
-    params["backend"] = str(flat.get("backend.name"))
-    params["decode"] = str(flat.get("decode.type"))
-    params["split"] = str(flat.get("split.name"))
-    params["model"] = str(flat.get("model.name"))
-    return params
 
 
 class MlflowRun:
@@ -108,7 +72,10 @@ class MlflowRun:
             experiment_id = ensure_experiment(mlflow_client, self.experiment_name)
             run = mlflow_client.create_run(experiment_id, run_name=run_name, tags=resolve_tags(tags))
             self._client, self.run_id = mlflow_client, run.info.run_id
-        self.log_params(params)
+            if params:
+                from mlflow.entities import Param
+
+                mlflow_client.log_batch(self.run_id, params=[Param(k, str(v)) for k, v in params.items()])
 
     def resume(self, run_id: str) -> None:
         """Record into an existing run (``python -m lstm_exp.sync``)."""
@@ -132,13 +99,6 @@ class MlflowRun:
         except Exception as exc:  # MlflowException, requests / urllib3, SQLAlchemy: the store failed
             self.lost = True
             raise tracking_error(self.tracking_uri, exc) from None
-
-    def log_params(self, params: Mapping[str, str]) -> None:
-        if self.active:
-            from mlflow.entities import Param
-
-            with self._failing_as_one_line():
-                self._client.log_batch(self.run_id, params=[Param(k, str(v)) for k, v in params.items()])
 
     def log_dataset(self, dataset: "Dataset") -> None:
         """The evaluated split as an MLflow dataset input (the UI's Dataset column)."""

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, Iterator, Optional
 
 from lstm_exp.report.job import Dataset, JobReport
+from lstm_exp.tracking.params import identity_from_params
 
 log = logging.getLogger(__name__)
 
@@ -128,15 +129,7 @@ def report_from_run(run, status: Optional[str] = None, job_num: Optional[int] = 
     params, tags = run.data.params, run.data.tags
     report = JobReport.from_metrics(
         run.data.metrics,
-        variant=params.get("variant", ""),
-        backend=params.get("backend", ""),
-        batch=_int(params.get("batch")),
-        split=params.get("split", ""),
-        decode=params.get("decode", ""),
-        model=params.get("model", ""),
-        data=params.get("data.kind", ""),
-        batching=params.get("batching", ""),
-        precision=params.get("precision", ""),
+        **identity_from_params(params),
         stage=tags.get("stage", "all"),
         status=status or run.info.status,
         error=tags.get(ERROR_TAG),

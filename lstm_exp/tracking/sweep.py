@@ -82,16 +82,19 @@ def launcher_info(launcher_cfg: Any) -> tuple[str, str]:
 
 
 def _tracking_settings(config: DictConfig) -> tuple[bool, str, str]:
+    """(whether the sweep's jobs go to an MLflow sink, its store, its experiment)."""
     from lstm_exp.tracking.mlflow_run import default_tracking_uri
+    from lstm_exp.tracking.mlflow_sink import mlflow_spec
 
     tracking = config.get("tracking") or {}
-    enabled = bool(tracking.get("enabled", True))
+    spec = mlflow_spec(tracking)
+    settings = spec if spec is not None else tracking
     try:
         root = config.paths.root
     except Exception:  # ${hydra:runtime.cwd} is not set yet in the launching process
         root = os.getcwd()
-    uri = tracking.get("tracking_uri") or default_tracking_uri(root)
-    return enabled, uri, str(tracking.get("experiment_name", "lstm_exp"))
+    uri = settings.get("tracking_uri") or default_tracking_uri(root)
+    return spec is not None, uri, str(settings.get("experiment_name") or "lstm_exp")
 
 
 def parent_run_name(swept: Sequence[str], started: Optional[datetime] = None) -> str:
