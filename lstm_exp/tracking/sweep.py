@@ -13,7 +13,8 @@
   tagged with them (``lstm_exp.swept``), so each job names its run after every axis that varies
   (:func:`job_run_name`: unique within the sweep).
 * ``on_multirun_end``: reads every job's status back from the store (children of the parent,
-  reused jobs included) or, without tracking, from the job folders' ``report.json``; writes
+  reused jobs included) or, without an MLflow sink (``tracking=none``, ``tracking=jsonl``), from the
+  job folders' ``report.json``; writes
   ``summary.csv``, ``summary.md`` and the plots into the sweep dir and onto the parent run; gives
   the parent the answer (description = table + conclusions, headline metrics, per-variant series
   against batch size) and the experiment a saved view of the sweep plus one of all sweeps
