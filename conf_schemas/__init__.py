@@ -20,7 +20,7 @@ def register_configs() -> None:
     global _registered
     if _registered:
         return
-    from conf_schemas.backend import AclBackendConfig, OnnxRuntimeBackendConfig, TorchBackendConfig
+    from conf_schemas.backend import backend_schemas
     from conf_schemas.data import DataConfig
     from conf_schemas.decode import DecodeConfig
     from conf_schemas.experiment import ExperimentConfig, InferConfig, SplitConfig
@@ -35,11 +35,7 @@ def register_configs() -> None:
         "model": {"model": ModelConfig},
         "train": {"train": TrainConfig},
         "export": {"export": ExportConfig},
-        "backend": {
-            "torch": TorchBackendConfig,
-            "onnxruntime": OnnxRuntimeBackendConfig,
-            "acl": AclBackendConfig,
-        },
+        "backend": backend_schemas(),  # the registry is the one list of backends
         "decode": {"decode": DecodeConfig},
         "tracking": {"tracking": TrackingConfig},
         "infer": {"infer": InferConfig},

@@ -19,11 +19,20 @@ from conf_schemas.report import ReportConfig
 from conf_schemas.tracking import TrackingConfig
 from lstm_exp.errors import ConfigError
 
-#: every stage in pipeline order; ``stage=X`` runs X and what it needs, ``all`` the whole chain
-STAGES = ("corpus", "prepare", "train", "export", "precision", "convert", "preprocess", "infer")
+#: the pipeline's own stages in order; the backends add theirs (:func:`all_stages`)
+CORE_STAGES = ("corpus", "prepare", "train", "export")
 #: infer.batching modes (lstm_exp.data.batching.plan_batches)
 BATCHING_MODES = ("fixed", "longest", "sorted")
 SPLITS = ("dev", "test")
+
+
+def all_stages() -> tuple[str, ...]:
+    """Every stage in pipeline order, the registered backends' own included; ``stage=X`` runs X and
+    what it needs, ``all`` the whole chain."""
+    from lstm_exp.backends.registry import PLUGINS
+
+    own = [stage.name for plugin in PLUGINS.values() for stage in plugin.own_stages]
+    return (*CORE_STAGES, *dict.fromkeys(own), "infer")
 
 
 @dataclass
@@ -146,8 +155,9 @@ class ExperimentConfig:
             raise ConfigError(f"paths.cache_dir={self.paths.cache_dir} has white space, and {corpus} go there, whose "
                               "paths a Kaldi wav.scp / feats.scp cannot hold: set paths.cache_dir to a folder without "
                               "spaces (e.g. paths.cache_dir=$HOME/lstm_exp_cache)")
-        if self.stage != "all" and self.stage not in STAGES:
-            raise ConfigError(f"stage={self.stage!r} is not a stage: write stage=all or one of {', '.join(STAGES)}")
+        stages = all_stages()
+        if self.stage != "all" and self.stage not in stages:
+            raise ConfigError(f"stage={self.stage!r} is not a stage: write stage=all or one of {', '.join(stages)}")
         from lstm_exp.backends.registry import plugin_for
 
         plugin = plugin_for(getattr(self.backend, "name", ""))

@@ -77,22 +77,17 @@ def preflight(exp: Any) -> None:
         plugin_for(exp.backend.name).preflight(exp.backend)
 
 
-def variant_of(backend: Any) -> str:
-    """``<backend>-<device>-<precision>``: the backend config's own ``variant()``."""
-    return str(backend.variant())
-
-
 def identity_of(exp: Any) -> dict:
     """The fields of a JobReport that say which job it is (from the validated config)."""
-    variant = variant_of(exp.backend)
+    variant = exp.backend.variant()  # a typed Variant: its name and its precision, never parsed back
     batching = exp.infer.batching  # resolved at validation (fixed for acl, at its OM's frames)
     return {
-        "variant": variant, "backend": exp.backend.name, "batch": exp.batch, "split": exp.split.name,
+        "variant": str(variant), "backend": exp.backend.name, "batch": exp.batch, "split": exp.split.name,
         "decode": exp.decode.type, "data": exp.data.kind,
         # an ONNX made elsewhere replaces the configured model
         "model": f"onnx_file:{Path(exp.export.onnx_file).name}" if exp.export.onnx_file else exp.model.name,
         "batching": f"fixed{exp.infer.pad_to}" if batching == "fixed" else batching,
-        "precision": variant.rsplit("-", 1)[-1],
+        "precision": variant.precision,
         "stage": exp.stage,
     }
 

@@ -4,17 +4,24 @@ A :class:`BackendPlugin` (one per folder under ``lstm_exp/backends/``, listed in
 :mod:`lstm_exp.backends.registry`) declares:
 
 * ``config_class``: its schema (``config.py``), whose ``variant()`` names device/provider/precision;
-* :meth:`stages`: the cached stages after ``prepare`` it needs, in order; the last one writes
-  the artefact ``load`` takes (torch: train; onnxruntime: export [+ precision]; acl: export +
-  convert);
+* :meth:`stages`: the names of the cached stages after ``prepare`` it needs, in order; the last
+  one writes the artefact ``load`` takes (torch: train; onnxruntime: export [+ precision]; acl:
+  export + convert).  ``train`` and ``export`` are the pipeline's; every other name is one of
+  ``own_stages``;
+* ``own_stages``: its own cached stages, as :class:`Stage` objects (name, version, inputs, the
+  function that finds or builds the output through :meth:`lstm_exp.pipeline.Pipeline.run_stage`),
+  living in its folder (``stages.py``);
 * ``user_stages``: further stages a user may ask for by name (acl: preprocess);
+* ``plot_hints``: published figures its variants are drawn against (:class:`GuideFigure`);
 * :meth:`export_shape`: the ONNX the export stage writes for it (dynamic axes, or acl's static
   ``[batch, frames, 243]``), checked against torch there;
 * :meth:`validate`: checks across groups at validation (the artefact sources it takes:
   ``export.onnx_file`` only where ``takes_onnx_file``), then :meth:`export_shape`;
 * :meth:`static_frames`: the frame count a static artefact needs (acl), else ``None``;
 * :meth:`preflight`: cheap checks that fail before any stage (a missing runtime or provider);
-* :meth:`create`: the :class:`~lstm_exp.backends.base.Backend` (imports the runtime lazily).
+* :meth:`create`: the :class:`~lstm_exp.backends.base.Backend` (imports the runtime lazily);
+* :meth:`parity_reference`: what ``infer.parity`` compares it with (the registry's reference
+  backend, fp32 on the checkpoint, on the variant's kind of device: :meth:`reference_config`).
 
 Plugins import nothing heavy: the registry is read at validation.
 """
@@ -22,7 +29,8 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
-from typing import Any, ClassVar, Optional
+from pathlib import Path
+from typing import Any, Callable, ClassVar, Optional
 
 from lstm_exp.errors import ConfigError
 
@@ -38,6 +46,31 @@ class ExportShape:
     dynamic_batch_only: bool = False
 
 
+@dataclass(frozen=True)
+class Stage:
+    """A cached stage a backend contributes.  ``name`` is its cache folder and ``stage=<name>``;
+    ``version`` is part of its key (bump it when what the stage writes changes); ``inputs`` are
+    the stages whose keys its key holds; ``output(pipeline, stage)`` finds or builds the entry
+    through ``pipeline.run_stage(stage, config, build)`` and returns the file the next step takes."""
+
+    name: str
+    version: str
+    inputs: tuple[str, ...]
+    output: Callable[[Any, "Stage"], Path]
+
+
+@dataclass(frozen=True)
+class GuideFigure:
+    """A published measurement a sweep's plots draw as a grey mark beside the variants it compares
+    with (this backend's variants whose name starts with one of ``variant_prefixes``)."""
+
+    label: str
+    batch: int
+    ms_per_batch: float
+    utt_s: float
+    variant_prefixes: tuple[str, ...]
+
+
 class BackendPlugin:
     """Base class; one subclass per backend folder."""
 
@@ -46,6 +79,8 @@ class BackendPlugin:
     #: "module.path.ClassName" of the Backend implementation
     backend_class: ClassVar[str] = ""
     user_stages: ClassVar[tuple[str, ...]] = ()
+    own_stages: ClassVar[tuple[Stage, ...]] = ()
+    plot_hints: ClassVar[tuple[GuideFigure, ...]] = ()
     #: runs an ONNX, so that ``export.onnx_file`` (an ONNX made elsewhere) can replace the export
     takes_onnx_file: ClassVar[bool] = False
 
@@ -71,6 +106,13 @@ class BackendPlugin:
                               "export.onnx_file (a trained model takes its units from the prepared data); set it to null")
         self.export_shape(cfg, exp)
 
+    def stage(self, name: str) -> Stage:
+        """Its own stage ``name`` (a :class:`ConfigError` when it has none of that name)."""
+        for stage in self.own_stages:
+            if stage.name == name:
+                return stage
+        raise ConfigError(f"stage={name} is not a stage of backend={self.name}")
+
     def export_shape(self, cfg: Any, exp: Any) -> ExportShape:
         """What the export stage writes for this backend (default: the ``export`` group as given)."""
         export = exp.export
@@ -86,3 +128,15 @@ class BackendPlugin:
     def create(self, cfg: Any):
         module, _, cls = self.backend_class.rpartition(".")
         return getattr(importlib.import_module(module), cls)(cfg)
+
+    def reference_config(self, on_gpu: bool) -> Any:
+        """This backend's config as the parity reference of others (only the registry's reference)."""
+        raise ConfigError(f"backend={self.name} is not a parity reference")
+
+    def parity_reference(self, cfg: Any):
+        """The unloaded backend ``infer.parity`` runs on the same batches: the registry's
+        reference backend on the checkpoint, on a GPU when this variant runs on one."""
+        from lstm_exp.backends.registry import PARITY_REFERENCE, plugin_for
+
+        reference = plugin_for(PARITY_REFERENCE)
+        return reference.create(reference.reference_config(cfg.variant().on_gpu))

@@ -8,6 +8,8 @@ from lstm_exp.backends.torch.plugin import PLUGIN as TORCH
 from lstm_exp.errors import ConfigError
 
 PLUGINS: dict[str, BackendPlugin] = {plugin.name: plugin for plugin in (TORCH, ONNXRUNTIME, ACL)}
+#: the backend ``infer.parity`` compares every other one with (its ``reference_config``)
+PARITY_REFERENCE = TORCH.name
 
 
 def plugin_for(name: str) -> BackendPlugin:

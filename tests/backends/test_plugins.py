@@ -33,7 +33,8 @@ VARIANTS = [
 @pytest.mark.parametrize("variant,overrides", VARIANTS, ids=[v for v, _ in VARIANTS])
 def test_every_variant_composes_validates_and_names_itself(compose_config, variant, overrides):
     exp = validate(compose_config(*overrides))
-    assert exp.backend.variant() == variant
+    typed = exp.backend.variant()  # a Variant (issue 22: typed, never parsed back from its name)
+    assert str(typed) == variant and [typed.backend, typed.device, typed.precision] == variant.split("-")
 
 
 @pytest.mark.parametrize("overrides,needle", [
@@ -53,10 +54,32 @@ def test_unsupported_combinations_say_which_exist(compose_config, overrides, nee
         assert "variants:" in str(err.value) or "write one of" in str(err.value)
 
 
-def test_precision_is_refused_for_acl_at_composition(compose_config):
-    with pytest.raises(Exception) as err:
-        compose_config("backend=acl", "backend.precision=fp16")
-    assert "precision" in str(err.value)
+@pytest.mark.parametrize("precision,mode", [("fp32", "force_fp32"), ("fp16", "force_fp16"),
+                                            ("mixed", "allow_mix_precision")])
+def test_acl_maps_the_common_precision_onto_atc(compose_config, precision, mode):
+    """Issue 22 changed this: backend.precision means the same for every backend; acl maps it onto
+    ATC's --precision_mode (it used to be refused at composition)."""
+    exp = validate(compose_config("backend=acl", f"backend.precision={precision}"))
+    assert exp.backend.resolved_atc().precision_mode == mode
+    assert str(exp.backend.variant()) == f"acl-om-{precision}" and exp.backend.variant().precision == precision
+
+
+@pytest.mark.parametrize("overrides,needle", [
+    (["backend.precision=int8"], "backend.precision: 'int8' has no ATC precision mode: write one of fp16, fp32, mixed"),
+    (["backend.precision=fp32", "backend.atc.precision_mode=force_fp16"],
+     "backend.precision=fp32 and backend.atc.precision_mode=force_fp16 both set the OM's precision"),
+])
+def test_acl_precision_faults_name_the_fix(compose_config, overrides, needle):
+    with pytest.raises(ConfigError) as err:
+        validate(compose_config("backend=acl", *overrides))
+    assert needle in str(err.value)
+
+
+def test_acl_null_precision_keeps_the_convert_key(compose_config):
+    """backend.precision=null leaves backend.atc as given: the convert stage's key (and so every
+    existing cache entry) is what it was before backend.precision existed."""
+    exp = validate(compose_config("backend=acl"))
+    assert exp.backend.precision is None and exp.backend.resolved_atc() is exp.backend.atc
 
 
 @pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="torch not installed")

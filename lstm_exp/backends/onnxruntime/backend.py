@@ -30,7 +30,6 @@ _CANN_PRECISION_MODE = {"fp32": "must_keep_origin_dtype", "fp16": "force_fp16"}
 
 class OnnxRuntimeBackend(Backend):
     name = "onnxruntime"
-    artifact_kind = "onnx"
 
     def __init__(self, cfg) -> None:
         self.cfg = cfg
@@ -128,7 +127,7 @@ class OnnxRuntimeBackend(Backend):
 
     def describe(self) -> dict[str, str]:
         providers = self.session.get_providers() if self.session else list(self.cfg.providers)
-        tags = {"backend": self.name, "variant": self.cfg.variant(), "device": self.cfg.device,
+        tags = {"backend": self.name, "variant": str(self.cfg.variant()), "device": self.cfg.device,
                 "precision": self.cfg.precision, "runtime": f"onnxruntime {self.ort.__version__}",
                 "providers": ",".join(providers), "threads": str(self.cfg.intra_op_threads),
                 "inter_op_threads": str(self.cfg.inter_op_threads), "io_binding": str(self.cfg.io_binding),

@@ -5,8 +5,9 @@ Imports nothing heavy: composing and validating a config never imports onnxrunti
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import List, Optional
+from typing import ClassVar, List, Optional
 
+from lstm_exp.backends.base import BackendConfig
 from lstm_exp.errors import ConfigError
 
 #: provider -> the short device name used in variants and tags
@@ -33,12 +34,13 @@ ORT_PRECISIONS = {
     "fp16": ("cuda", "tensorrt", "cann"),
     "int8": ("cpu",),
 }
-ORT_VARIANTS = tuple(f"onnxruntime-{d}-{p}" for p, devices in ORT_PRECISIONS.items() for d in devices)
 
 
 @dataclass
-class OnnxRuntimeBackendConfig:
+class OnnxRuntimeBackendConfig(BackendConfig):
     """onnxruntime on the ONNX export (CPU build; onnxruntime-gpu via lstm_exp[gpu]; onnxruntime-cann)."""
+
+    precisions: ClassVar[dict[str, tuple[str, ...]]] = ORT_PRECISIONS
 
     _target_: str = "lstm_exp.backends.onnxruntime.backend.OnnxRuntimeBackend"
     name: str = "onnxruntime"
@@ -91,6 +93,7 @@ class OnnxRuntimeBackendConfig:
         """The device of the first (preferred) provider: cpu | cuda | tensorrt | cann."""
         return ORT_PROVIDER_DEVICES[self.providers[0]]
 
-    def variant(self) -> str:
-        """``onnxruntime-<first provider's device>-<precision>``, e.g. onnxruntime-cuda-fp16."""
-        return f"onnxruntime-{self.device}-{self.precision}"
+
+
+#: every variant onnxruntime can run: ``onnxruntime-<first provider's device>-<precision>``
+ORT_VARIANTS = OnnxRuntimeBackendConfig.variants()
