@@ -80,7 +80,7 @@ def preflight(exp: Any) -> None:
 def identity_of(exp: Any) -> dict:
     """The fields of a JobReport that say which job it is (from the validated config)."""
     variant = exp.backend.variant()  # a typed Variant: its name and its precision, never parsed back
-    batching = exp.infer.batching  # resolved at validation (fixed for acl, at its OM's frames)
+    batching = exp.infer.batching  # resolved at validation (fixed, at the frames of a static artefact)
     return {
         "variant": str(variant), "backend": exp.backend.name, "batch": exp.batch, "split": exp.split.name,
         "decode": exp.decode.type, "data": exp.data.kind,

@@ -13,6 +13,8 @@ A :class:`BackendPlugin` (one per folder under ``lstm_exp/backends/``, listed in
   living in its folder (``stages.py``);
 * ``user_stages``: further stages a user may ask for by name (acl: preprocess);
 * ``plot_hints``: published figures its variants are drawn against (:class:`GuideFigure`);
+* ``config_yaml``: the ``backend=<name>`` option file of a backend outside this package (the
+  built-in ones live in ``configs/backend/``), stored in Hydra's ConfigStore as that option;
 * :meth:`export_shape`: the ONNX the export stage writes for it (dynamic axes, or acl's static
   ``[batch, frames, 243]``), checked against torch there;
 * :meth:`validate`: checks across groups at validation (the artefact sources it takes:
@@ -81,6 +83,7 @@ class BackendPlugin:
     user_stages: ClassVar[tuple[str, ...]] = ()
     own_stages: ClassVar[tuple[Stage, ...]] = ()
     plot_hints: ClassVar[tuple[GuideFigure, ...]] = ()
+    config_yaml: ClassVar[Optional[Path]] = None
     #: runs an ONNX, so that ``export.onnx_file`` (an ONNX made elsewhere) can replace the export
     takes_onnx_file: ClassVar[bool] = False
 
