@@ -163,3 +163,66 @@ def test_onnxruntime_backend_describes_its_variant(tmp_path, compose_config):
     assert tags["variant"] == "onnxruntime-cpu-fp32" and tags["device"] == "cpu"
     assert tags["providers"].startswith("CPUExecutionProvider") and tags["threads"] == "1"
     assert tags["precision"] == "fp32" and tags["runtime"].startswith("onnxruntime ")
+
+
+# -- issue 22: onnxruntime's CPU settings -------------------------------------------------------
+
+@pytest.mark.parametrize("threads,spinning,cores,jobs,want", [
+    (None, None, 16, 1, (16, True)),     # alone: every core, spinning on (onnxruntime's defaults)
+    (None, None, 16, 4, (4, False)),     # a joblib sweep of 4: a quarter each, no spinning
+    (None, None, 2, 4, (1, False)),      # more jobs than cores: one thread each
+    (3, True, 16, 4, (3, True)),         # given values are used as given
+    (0, None, 2, 1, (0, True)),          # 0: onnxruntime's own default
+])
+def test_onnxruntime_cpu_settings_follow_cores_and_concurrent_jobs(compose_config, threads, spinning, cores, jobs, want):
+    from lstm_exp.backends.onnxruntime.cpu import cpu_settings
+
+    overrides = [f"backend.intra_op_threads={'null' if threads is None else threads}",
+                 f"backend.allow_spinning={'null' if spinning is None else str(spinning).lower()}"]
+    settings = cpu_settings(validate(compose_config(*overrides)).backend, cores, jobs)
+    assert (settings.intra_op_threads, settings.allow_spinning) == want
+    tags = settings.tags()
+    origin = "config" if threads is not None else "auto"
+    assert tags["lstm_exp.ort.intra_op_threads"].startswith(f"{want[0]} ({origin}")
+    assert tags["lstm_exp.ort.allow_spinning"].startswith(f"{str(want[1]).lower()} (")
+
+
+def test_onnxruntime_session_records_its_cpu_settings(tmp_path, compose_config):
+    """Outside a Hydra sweep the job runs alone: auto gives this process's cores and spinning on,
+    and the backend's tags say so (they become the run's tags)."""
+    import sys
+    from pathlib import Path
+
+    from lstm_exp.backends.onnxruntime.cpu import usable_cores
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "acl_sim"))
+    from helpers import make_tiny_onnx
+
+    exp = validate(compose_config())
+    assert exp.backend.intra_op_threads is None and exp.backend.allow_spinning is None
+    with plugin_for("onnxruntime").create(exp.backend) as backend:
+        backend.load(make_tiny_onnx(tmp_path / "tiny.onnx"))
+        tags = backend.describe()
+    assert tags["threads"] == str(usable_cores())
+    assert tags["lstm_exp.ort.allow_spinning"] == "true (auto: alone)"
+    assert tags["lstm_exp.ort.concurrent_jobs"] == "1"
+
+
+@pytest.mark.parametrize("mode,launcher,want", [
+    ("MULTIRUN", {"_target_": "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher", "n_jobs": 3}, 3),
+    ("MULTIRUN", {"_target_": "hydra._internal.core_plugins.basic_launcher.BasicLauncher"}, 1),
+    ("RUN", {"_target_": "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher", "n_jobs": 3}, 1),
+])
+def test_concurrent_jobs_come_from_the_sweeps_launcher(mode, launcher, want):
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+    from omegaconf import OmegaConf
+
+    from lstm_exp.backends.onnxruntime.cpu import concurrent_jobs
+
+    previous = HydraConfig.instance().cfg
+    HydraConfig.instance().cfg = OmegaConf.create({"hydra": {"mode": RunMode[mode], "launcher": launcher}})
+    try:
+        assert concurrent_jobs(cores=8) == want
+    finally:
+        HydraConfig.instance().cfg = previous
