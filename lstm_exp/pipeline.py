@@ -25,7 +25,7 @@ import shutil
 from dataclasses import asdict, is_dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import numpy as np
 
@@ -34,6 +34,9 @@ from lstm_exp.backends.plugin import Stage
 from lstm_exp.backends.registry import PLUGINS, plugin_for
 from lstm_exp.cache import StageCache, file_stamp
 from lstm_exp.errors import ConfigError, DataError
+
+if TYPE_CHECKING:
+    from conf_schemas.experiment import ExperimentConfig
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +98,7 @@ def stages_needed(stage: str, backend_cfg: Any) -> list[str]:
 class Pipeline:
     """Runs the cached stages for one validated experiment config (``ExperimentConfig``)."""
 
-    def __init__(self, exp: Any) -> None:
+    def __init__(self, exp: "ExperimentConfig") -> None:
         self.exp = exp
         self.cache = StageCache(exp.paths.cache_dir)
         self.progress = exp.progress

@@ -32,9 +32,12 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Optional
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Optional
 
 from lstm_exp.errors import ConfigError
+
+if TYPE_CHECKING:  # conf_schemas.experiment imports the registry lazily; nothing here imports it at run time
+    from conf_schemas.experiment import ExperimentConfig
 
 
 @dataclass(frozen=True)
@@ -91,7 +94,7 @@ class BackendPlugin:
         """Cached stages after ``prepare``, in order; the last one's output is the artefact."""
         return ["train"]
 
-    def validate(self, cfg: Any, exp: Any) -> None:
+    def validate(self, cfg: Any, exp: "ExperimentConfig") -> None:
         """Checks across config groups (``ExperimentConfig.__post_init__``): where the model comes
         from, then :meth:`export_shape`."""
         onnx_file, model = exp.export.onnx_file, exp.model
@@ -116,7 +119,7 @@ class BackendPlugin:
                 return stage
         raise ConfigError(f"stage={name} is not a stage of backend={self.name}")
 
-    def export_shape(self, cfg: Any, exp: Any) -> ExportShape:
+    def export_shape(self, cfg: Any, exp: "ExperimentConfig") -> ExportShape:
         """What the export stage writes for this backend (default: the ``export`` group as given)."""
         export = exp.export
         return ExportShape(dynamic=export.dynamic, batch=export.batch, frames=export.frames)
