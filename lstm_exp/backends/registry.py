@@ -13,7 +13,7 @@ edit of this package (``tests/backends/test_external_backend.py`` does exactly t
 """
 from __future__ import annotations
 
-import logging
+import sys
 from importlib.metadata import entry_points
 
 from lstm_exp.backends.acl.plugin import PLUGIN as ACL
@@ -22,25 +22,32 @@ from lstm_exp.backends.plugin import BackendPlugin
 from lstm_exp.backends.torch.plugin import PLUGIN as TORCH
 from lstm_exp.errors import ConfigError
 
-log = logging.getLogger(__name__)
-
 #: the entry-point group other packages register their backend plugins in
 ENTRY_POINT_GROUP = "lstm_exp.backends"
 BUILT_IN: tuple[BackendPlugin, ...] = (TORCH, ONNXRUNTIME, ACL)
+#: entry point name -> why its plugin was left out
+BROKEN: dict[str, str] = {}
 
 
 def _installed_plugins() -> list[BackendPlugin]:
-    """The plugins other installed packages register (a broken one is an error naming it)."""
+    """The plugins other installed packages register.  One that does not load is left out with a
+    one-line warning naming its entry point (another package's fault must not stop the built-in
+    backends); ``backend=<its name>`` then names it in the error (:func:`plugin_for`)."""
     found = []
     for entry in entry_points(group=ENTRY_POINT_GROUP):
         try:
             plugin = entry.load()
         except Exception as exc:  # noqa: BLE001 - any import failure of a third-party plugin
-            raise ConfigError(f"backend plugin {entry.name} = {entry.value} (entry point group {ENTRY_POINT_GROUP}) "
-                              f"does not load: {type(exc).__name__}: {exc}; fix or uninstall that package") from exc
+            BROKEN[entry.name] = (f"backend plugin {entry.name} = {entry.value} (entry point group "
+                                  f"{ENTRY_POINT_GROUP}) does not load: {type(exc).__name__}: {exc}; fix or uninstall "
+                                  "that package")
+            print(f"lstm_exp: warning: {BROKEN[entry.name]}", file=sys.stderr)
+            continue
         if not isinstance(plugin, BackendPlugin) or plugin.name != entry.name:
-            raise ConfigError(f"entry point {entry.name} = {entry.value} (group {ENTRY_POINT_GROUP}) is not a "
-                              f"BackendPlugin named {entry.name!r}: point it at the plugin object (PLUGIN)")
+            BROKEN[entry.name] = (f"entry point {entry.name} = {entry.value} (group {ENTRY_POINT_GROUP}) is not a "
+                                  f"BackendPlugin named {entry.name!r}: point it at the plugin object (PLUGIN)")
+            print(f"lstm_exp: warning: {BROKEN[entry.name]}", file=sys.stderr)
+            continue
         found.append(plugin)
     return found
 
@@ -61,6 +68,8 @@ PARITY_REFERENCE = TORCH.name
 
 
 def plugin_for(name: str) -> BackendPlugin:
+    if name in BROKEN:
+        raise ConfigError(BROKEN[name])
     try:
         return PLUGINS[name]
     except KeyError:

@@ -112,3 +112,27 @@ def test_one_precision_sweep_composes_across_backends(compose_config, backend):
     with pytest.raises(MissingDependencyError) as err:
         preflight(exp)
     assert "backend=acl needs pyacl" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_a_plugin_that_does_not_load_is_named_and_leaves_the_others_working(tmp_path):
+    """Another package's broken entry point: one warning line naming it, the built-in backends
+    still there, and ``backend=<its name>`` refused with the same line."""
+    import os
+    import subprocess
+    import sys
+
+    info = tmp_path / "brokenbackend-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: brokenbackend\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[lstm_exp.backends]\nbroken = no_such_module.plugin:PLUGIN\n")
+    probe = ("from lstm_exp.backends.registry import PLUGINS, plugin_for\n"
+             "from lstm_exp.errors import ConfigError\n"
+             "print(sorted(PLUGINS))\n"
+             "try:\n    plugin_for('broken')\nexcept ConfigError as err:\n    print(err)\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(PACKAGE.parent)])}
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, timeout=120, check=True)
+    warnings = [line for line in out.stderr.splitlines() if line.startswith("lstm_exp: warning: backend plugin broken")]
+    assert len(warnings) == 1 and "no_such_module" in warnings[0], out.stderr
+    names, refusal = out.stdout.splitlines()
+    assert names == "['acl', 'onnxruntime', 'torch']"
+    assert refusal.startswith("backend plugin broken = no_such_module.plugin:PLUGIN") and "uninstall" in refusal
