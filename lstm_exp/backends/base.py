@@ -88,12 +88,6 @@ class BackendConfig:
         """Every variant name this backend can run (for "write one of" messages)."""
         return tuple(f"{cls.name}-{d}-{p}" for p, devices in cls.precisions.items() for d in devices)
 
-    def check_name(self, expected: str) -> Optional[str]:
-        """A fault when ``backend.name`` was overridden away from ``backend=<expected>``."""
-        if self.name != expected:
-            return f"backend.name={self.name!r} does not match backend={expected}: remove the override"
-        return None
-
 
 @dataclass
 class RunOutput:

@@ -136,3 +136,11 @@ def test_a_plugin_that_does_not_load_is_named_and_leaves_the_others_working(tmp_
     names, refusal = out.stdout.splitlines()
     assert names == "['acl', 'onnxruntime', 'torch']"
     assert refusal.startswith("backend plugin broken = no_such_module.plugin:PLUGIN") and "uninstall" in refusal
+
+
+def test_every_backend_spells_precision_the_shared_way():
+    from lstm_exp.backends.base import PRECISIONS, BackendConfig
+
+    for plugin in PLUGINS.values():
+        assert issubclass(plugin.config_class, BackendConfig), plugin.name
+        assert set(plugin.config_class.precisions) <= set(PRECISIONS), plugin.name
