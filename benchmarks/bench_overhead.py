@@ -38,8 +38,12 @@ def bare_loop(onnx_path: Path, backend_cfg, batches, warmup: int, passes: int) -
     import numpy as np
     import onnxruntime as ort
 
+    from lstm_exp.backends.onnxruntime.cpu import cpu_settings, usable_cores
+
+    cpu = cpu_settings(backend_cfg, usable_cores(), jobs=1)  # what the framework's session gets, run alone
     options = ort.SessionOptions()
-    options.intra_op_num_threads = backend_cfg.intra_op_threads
+    options.intra_op_num_threads = cpu.intra_op_threads
+    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if cpu.allow_spinning else "0")
     options.inter_op_num_threads = backend_cfg.inter_op_threads
     session = ort.InferenceSession(str(onnx_path), sess_options=options, providers=list(backend_cfg.providers))
     xs = [np.ascontiguousarray(b.x, dtype=np.float32) for b in batches]

@@ -20,7 +20,7 @@ def register_configs() -> None:
     global _registered
     if _registered:
         return
-    from conf_schemas.backend import AclBackendConfig, OnnxRuntimeBackendConfig, TorchBackendConfig
+    from conf_schemas.backend import backend_schemas
     from conf_schemas.data import DataConfig
     from conf_schemas.decode import DecodeConfig
     from conf_schemas.experiment import ExperimentConfig, InferConfig, SplitConfig
@@ -35,11 +35,7 @@ def register_configs() -> None:
         "model": {"model": ModelConfig},
         "train": {"train": TrainConfig},
         "export": {"export": ExportConfig},
-        "backend": {
-            "torch": TorchBackendConfig,
-            "onnxruntime": OnnxRuntimeBackendConfig,
-            "acl": AclBackendConfig,
-        },
+        "backend": backend_schemas(),  # the registry is the one list of backends
         "decode": {"decode": DecodeConfig},
         "tracking": {"tracking": TrackingConfig},
         "infer": {"infer": InferConfig},
@@ -47,4 +43,17 @@ def register_configs() -> None:
     for group, schemas in groups.items():
         for name, node in schemas.items():
             cs.store(group=f"schema/{group}", name=name, node=node)
+    _store_backend_options(cs)
     _registered = True
+
+
+def _store_backend_options(cs: ConfigStore) -> None:
+    """The ``backend=<name>`` option of each backend registered from outside this package: its
+    plugin's ``config_yaml``, stored as it is (its defaults list names its schema)."""
+    from omegaconf import OmegaConf
+
+    from lstm_exp.backends.registry import PLUGINS
+
+    for name, plugin in PLUGINS.items():
+        if plugin.config_yaml is not None:
+            cs.store(group="backend", name=name, node=OmegaConf.load(plugin.config_yaml))

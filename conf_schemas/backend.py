@@ -1,31 +1,18 @@
-"""Schemas of the ``backend`` group, re-exported from the backend plugins so that the registry
-stays in one place (:mod:`lstm_exp.backends.registry`).
+"""Schemas of the ``backend`` group, from the backend registry (:mod:`lstm_exp.backends.registry`).
 
-Each backend folder under ``lstm_exp/backends/`` holds its schema (``config.py``), its
-implementation (``backend.py``) and its plugin declaration (``plugin.py``: the artefact it
-needs, its extra stages, its preflight checks).  Each config names the class that implements
-it in ``_target_`` and says its variant (``variant()``: device, provider, precision).
+Each backend folder under ``lstm_exp/backends/`` holds its schema (``config.py``, on the common
+base :class:`lstm_exp.backends.base.BackendConfig`: name, precision, device, threads), its
+implementation (``backend.py``) and its plugin declaration (``plugin.py``: its stages, export
+shape, preflight checks, parity reference, plot hints).  This module only asks the registry,
+so a new backend needs no line here; backends never import ``conf_schemas`` (no import cycle).
 """
 from __future__ import annotations
 
-from lstm_exp.backends.acl.config import AclBackendConfig
-from lstm_exp.backends.onnxruntime.config import (
-    KNOWN_ORT_PROVIDERS,
-    ORT_GRAPH_OPTIMIZATION,
-    ORT_PRECISIONS,
-    ORT_VARIANTS,
-    OnnxRuntimeBackendConfig,
-)
-from lstm_exp.backends.torch.config import TORCH_PRECISIONS, TORCH_VARIANTS, TorchBackendConfig
+from lstm_exp.backends.base import BackendConfig
 
-__all__ = [
-    "AclBackendConfig",
-    "KNOWN_ORT_PROVIDERS",
-    "ORT_GRAPH_OPTIMIZATION",
-    "ORT_PRECISIONS",
-    "ORT_VARIANTS",
-    "OnnxRuntimeBackendConfig",
-    "TORCH_PRECISIONS",
-    "TORCH_VARIANTS",
-    "TorchBackendConfig",
-]
+
+def backend_schemas() -> dict[str, type[BackendConfig]]:
+    """``backend=<name>`` -> its schema class, for every registered backend."""
+    from lstm_exp.backends.registry import PLUGINS
+
+    return {name: plugin.config_class for name, plugin in PLUGINS.items()}

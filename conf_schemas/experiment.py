@@ -8,7 +8,7 @@ is an error at composition time and a value of the wrong type is an error before
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Optional
 
 from omegaconf import MISSING
 
@@ -17,13 +17,25 @@ from conf_schemas.decode import DecodeConfig
 from conf_schemas.model import ExportConfig, ModelConfig, TrainConfig
 from conf_schemas.report import ReportConfig
 from conf_schemas.tracking import TrackingConfig
+from lstm_exp.backends.base import BackendConfig
 from lstm_exp.errors import ConfigError
 
-#: every stage in pipeline order; ``stage=X`` runs X and what it needs, ``all`` the whole chain
-STAGES = ("corpus", "prepare", "train", "export", "precision", "convert", "preprocess", "infer")
+#: the pipeline's own stages in order; the backends add theirs (:func:`all_stages`)
+CORE_STAGES = ("corpus", "prepare", "train", "export")
+#: frames every batch is padded to with infer.batching=fixed and infer.pad_to=null (the recipe's)
+RECIPE_PAD_TO = 390
 #: infer.batching modes (lstm_exp.data.batching.plan_batches)
 BATCHING_MODES = ("fixed", "longest", "sorted")
 SPLITS = ("dev", "test")
+
+
+def all_stages() -> tuple[str, ...]:
+    """Every stage in pipeline order, the registered backends' own included; ``stage=X`` runs X and
+    what it needs, ``all`` the whole chain."""
+    from lstm_exp.backends.registry import PLUGINS
+
+    own = [stage.name for plugin in PLUGINS.values() for stage in plugin.own_stages]
+    return (*CORE_STAGES, *dict.fromkeys(own), "infer")
 
 
 @dataclass
@@ -121,8 +133,8 @@ class ExperimentConfig:
     model: ModelConfig = MISSING
     train: TrainConfig = MISSING
     export: ExportConfig = field(default_factory=ExportConfig)
-    #: one of conf_schemas.backend.TorchBackendConfig / OnnxRuntimeBackendConfig / conf_schemas.acl.AclBackendConfig
-    backend: Any = MISSING
+    #: the schema of the chosen backend (``backend=<name>``), a subclass of the common base
+    backend: BackendConfig = MISSING
     decode: DecodeConfig = field(default_factory=DecodeConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
@@ -146,8 +158,9 @@ class ExperimentConfig:
             raise ConfigError(f"paths.cache_dir={self.paths.cache_dir} has white space, and {corpus} go there, whose "
                               "paths a Kaldi wav.scp / feats.scp cannot hold: set paths.cache_dir to a folder without "
                               "spaces (e.g. paths.cache_dir=$HOME/lstm_exp_cache)")
-        if self.stage != "all" and self.stage not in STAGES:
-            raise ConfigError(f"stage={self.stage!r} is not a stage: write stage=all or one of {', '.join(STAGES)}")
+        stages = all_stages()
+        if self.stage != "all" and self.stage not in stages:
+            raise ConfigError(f"stage={self.stage!r} is not a stage: write stage=all or one of {', '.join(stages)}")
         from lstm_exp.backends.registry import plugin_for
 
         plugin = plugin_for(getattr(self.backend, "name", ""))
@@ -156,17 +169,31 @@ class ExperimentConfig:
             raise ConfigError(f"stage={self.stage} is not a stage of backend={plugin.name} ({self.backend.variant()}): "
                               f"write one of {', '.join(backend_stages)}")
         plugin.validate(self.backend, self)  # refuses an export / artefact source this backend cannot run
-        static = plugin.static_frames(self.backend)
-        infer = self.infer
-        if static is not None:
-            if infer.batching not in (None, "fixed"):
-                raise ConfigError(f"infer.batching={infer.batching}: backend={plugin.name}'s model has a static input of "
-                                  f"{static} frames: write infer.batching=fixed")
-            if infer.pad_to not in (None, static):
-                raise ConfigError(f"infer.pad_to={infer.pad_to}: the OM's input has backend.atc.frames={static} frames; "
-                                  f"write infer.pad_to={static} or null")
-            infer.batching, infer.pad_to = "fixed", static
-        elif infer.batching is None:
-            infer.batching = "fixed" if infer.pad_to is not None else "longest"
-        if infer.batching == "fixed" and infer.pad_to is None:
-            infer.pad_to = 390
+        derived_batching(self.infer, plugin.static_frames(self.backend), plugin.name)  # refuses what cannot fit
+
+
+def derived_batching(infer: InferConfig, static_frames: Optional[int], backend: str) -> tuple[str, Optional[int], str]:
+    """``(batching, pad_to, why)``: what ``infer.batching`` / ``infer.pad_to`` left null resolve to
+    for a backend whose artefact has ``static_frames`` (None: dynamic), and a clause saying so
+    (empty when both were given).  Given values that cannot fit are a :class:`ConfigError`.
+
+    ``lstm_exp.experiment.validate`` writes the result into the validated config, once, logging
+    ``why``; ``ExperimentConfig`` itself never changes a value."""
+    batching, pad_to = infer.batching, infer.pad_to
+    if static_frames is not None:
+        if batching not in (None, "fixed"):
+            raise ConfigError(f"infer.batching={batching}: backend={backend}'s model has a static input of "
+                              f"{static_frames} frames: write infer.batching=fixed")
+        if pad_to not in (None, static_frames):
+            raise ConfigError(f"infer.pad_to={pad_to}: the OM's input has backend.atc.frames={static_frames} frames; "
+                              f"write infer.pad_to={static_frames} or null")
+        why = f"backend={backend}'s model has a static input of {static_frames} frames"
+        return "fixed", static_frames, "" if (batching, pad_to) == ("fixed", static_frames) else why
+    if batching is None:
+        batching = "fixed" if pad_to is not None else "longest"
+        why = "infer.pad_to is given" if pad_to is not None else "the model takes any length"
+    else:
+        why = ""
+    if batching == "fixed" and pad_to is None:
+        pad_to, why = RECIPE_PAD_TO, (why + "; " if why else "") + f"the recipe pads to {RECIPE_PAD_TO} frames"
+    return batching, pad_to, why

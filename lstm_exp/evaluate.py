@@ -34,7 +34,7 @@ from typing import Any, Callable, Optional, Sequence
 import numpy as np
 from tqdm import tqdm
 
-from lstm_exp.backends.base import Backend
+from lstm_exp.backends.base import Backend, Variant
 from lstm_exp.data.batching import Batch, Example, plan_batches
 from lstm_exp.errors import DataError, fault_message, non_finite
 from lstm_exp.metrics.errors import ErrorReport, recipe_scores, score_utterances
@@ -75,14 +75,15 @@ def _checked(backend: Backend, batch: Batch, log_probs: np.ndarray, classes: int
         )
 
 
-def _check_finite(variant: str, batch: Batch, log_probs: np.ndarray) -> None:
-    """Refuse NaN / inf log-probs: decoding them gives a silently wrong hypothesis."""
+def _check_finite(variant: Variant | str, batch: Batch, log_probs: np.ndarray) -> None:
+    """Refuse NaN / inf log-probs: decoding them gives a silently wrong hypothesis.  ``variant``:
+    the backend's :class:`Variant` (or only its name when the caller gave none)."""
     found = non_finite(log_probs)
     if found:
-        precision = variant.rsplit("-", 1)[-1]
+        precision = f", precision {variant.precision}" if isinstance(variant, Variant) else ""
         raise DataError(
             f"backend {variant} returned non-finite log-probs ({found}) for the batch of {len(batch.ids)} utterances "
-            f"starting at {batch.ids[0]}, precision {precision}: the model's outputs overflow (check the checkpoint's "
+            f"starting at {batch.ids[0]}{precision}: the model's outputs overflow (check the checkpoint's "
             "weights, or run a wider precision)")
 
 
@@ -117,7 +118,7 @@ def evaluate(
     noisy_other_cpu: float = float("inf"),
     artifact: Optional[Path] = None,
     reference: Optional[Backend] = None,
-    variant: Optional[str] = None,
+    variant: Optional[Variant] = None,
 ) -> EvaluationResult:
     """Run every example through ``backend`` and ``decoder``; return metrics and rows.
 
@@ -125,10 +126,10 @@ def evaluate(
     ``CTCModel.output_lengths``): log-probs beyond them are padding and are not decoded.
     ``batching``: an ``infer.batching`` mode (None: fixed when ``pad_to`` is given, else longest).
     ``artifact``: load it here, so that the cold start (load + first batch) is measured; None
-    when ``backend`` is loaded already.  ``reference``: a loaded backend (torch fp32) run on the
-    same batches in the first pass for ``parity_*``.  ``variant``: the backend's variant (e.g.
-    torch-cpu-fp32), named when the first pass finds non-finite log-probs (later passes are not
-    checked, so the timed re-runs pay nothing for it).  ``repeats``, ``min_batches``,
+    when ``backend`` is loaded already.  ``reference``: a loaded backend (the plugin's parity
+    reference) run on the same batches in the first pass for ``parity_*``.  ``variant``: the
+    backend's :class:`Variant`, named when the first pass finds non-finite log-probs (later passes
+    are not checked, so the timed re-runs pay nothing for it).  ``repeats``, ``min_batches``,
     ``min_seconds``, ``max_seconds``: the timing plan (module doc, 3.); ``noisy_cv`` and
     ``noisy_other_cpu``: the noise thresholds (4.).
 
@@ -193,7 +194,7 @@ def evaluate(
             if reference is not None:
                 ref_lp = reference.run(batch.x).log_probs
                 _checked(reference, batch, ref_lp, len(units))
-                _check_finite("parity reference torch-fp32", batch, ref_lp)
+                _check_finite(f"parity reference {reference.name}", batch, ref_lp)
                 for i in range(len(batch.ids)):
                     n = int(lengths[i])
                     parity_diff = max(parity_diff, float(np.max(np.abs(log_probs[:n, i] - ref_lp[:n, i]))))
@@ -290,7 +291,7 @@ def evaluate_job(exp: Any, pipeline: Any, examples: Optional[Sequence[Example]] 
                  ) -> tuple[EvaluationResult, dict[str, str]]:
     """One job's evaluation, asked of its backend plugin: the backend on the artefact its stages
     wrote, the split's batches from ``infer.batching``, the timing plan of ``infer``, and (with
-    ``infer.parity``) torch fp32 on the same batches.  Returns the result and the run's tags
+    ``infer.parity``) the plugin's parity reference on the same batches.  Returns the result and the run's tags
     (``Backend.describe()`` plus variant, batching and what the stages recorded).  ``examples``:
     the split as loaded by the caller (default: loaded here, cut to ``infer.max_utterances``)."""
     from lstm_exp.backends.registry import plugin_for
@@ -310,13 +311,9 @@ def evaluate_job(exp: Any, pipeline: Any, examples: Optional[Sequence[Example]] 
     audio_s = audio_seconds_of(prepared, exp.split.name, [ex.utt_id for ex in examples],
                                frame_shift_s=fbank.frame_shift_ms / 1e3, frame_length_s=fbank.frame_length_ms / 1e3)
     backend = plugin.create(exp.backend)
-    reference = None
-    if exp.infer.parity:
-        from lstm_exp.backends.torch.backend import TorchBackend
-        from lstm_exp.backends.torch.config import TorchBackendConfig
-
-        on_gpu = exp.backend.variant().split("-")[1] in ("cuda", "tensorrt")
-        reference = TorchBackend(TorchBackendConfig(device="cuda" if on_gpu else "cpu", num_threads=0))
+    variant = exp.backend.variant()
+    # the plugin names the reference (the checkpoint, fp32, on the variant's kind of device)
+    reference = plugin.parity_reference(exp.backend) if exp.infer.parity else None
     infer = exp.infer
     with backend:
         if reference is not None:
@@ -329,9 +326,9 @@ def evaluate_job(exp: Any, pipeline: Any, examples: Optional[Sequence[Example]] 
             batching=infer.batching, repeats=infer.repeats, min_seconds=infer.min_seconds,
             min_batches=infer.min_batches, max_seconds=infer.max_seconds,
             noisy_cv=infer.noisy_cv, noisy_other_cpu=infer.noisy_other_cpu,
-            artifact=artifact, reference=reference, variant=exp.backend.variant(),
+            artifact=artifact, reference=reference, variant=variant,
         )
-        tags = {**backend.describe(), "variant": exp.backend.variant(), "batching": str(infer.batching),
+        tags = {**backend.describe(), "variant": str(variant), "batching": str(infer.batching),
                 "pad_to": str(infer.pad_to), "artifact": str(artifact), **measurement_tags(result)}
     if reference is not None:
         reference.close()
@@ -348,7 +345,7 @@ def evaluate_job(exp: Any, pipeline: Any, examples: Optional[Sequence[Example]] 
 
 def measurement_tags(result: EvaluationResult) -> dict[str, str]:
     """The run's ``lstm_exp.*`` tags on where and how it was timed (host, CPU, threads, time, load,
-    noise verdict); taken while the backend is still loaded, so torch's thread count is its own."""
+    noise verdict); taken while the backend is still loaded, so the runtime's thread count is its own."""
     tags = {f"lstm_exp.{key}": value for key, value in host_facts().items()}
     tags["lstm_exp.timing_noisy"] = "true" if result.noisy else "false"
     if result.noisy:

@@ -23,8 +23,9 @@ import csv
 import hashlib
 import json
 import logging
+from dataclasses import replace
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Optional, Sequence
 
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
@@ -32,6 +33,9 @@ from omegaconf.errors import OmegaConfBaseException
 from lstm_exp.config_path import config_dir
 from lstm_exp.errors import ConfigError, LstmExpError
 from lstm_exp.report.job import Dataset, JobReport
+
+if TYPE_CHECKING:  # conf_schemas imports nothing of this module at import time either
+    from conf_schemas.experiment import ExperimentConfig
 
 log = logging.getLogger("lstm_exp")
 
@@ -53,11 +57,12 @@ def load_config(*overrides: str, root: Optional[str | Path] = None) -> DictConfi
         GlobalHydra.instance().clear()
 
 
-def validate(cfg: DictConfig) -> Any:
+def validate(cfg: DictConfig) -> "ExperimentConfig":
     """The typed experiment (``conf_schemas.experiment.ExperimentConfig``): every ``__post_init__``
-    check runs here, before any stage."""
+    check runs here, before any stage; then the batching left null is derived, explicitly
+    (:func:`with_derived_batching`)."""
     try:
-        return OmegaConf.to_object(cfg)
+        return with_derived_batching(OmegaConf.to_object(cfg))
     except LstmExpError:
         raise
     except OmegaConfBaseException as exc:
@@ -66,7 +71,21 @@ def validate(cfg: DictConfig) -> Any:
         raise ConfigError(str(exc)) from exc
 
 
-def preflight(exp: Any) -> None:
+def with_derived_batching(exp: "ExperimentConfig") -> "ExperimentConfig":
+    """``exp`` with ``infer.batching`` / ``infer.pad_to`` as :func:`conf_schemas.experiment.derived_batching`
+    resolves them for its backend (a new ``InferConfig``; the derivation is logged)."""
+    from conf_schemas.experiment import derived_batching
+    from lstm_exp.backends.registry import plugin_for
+
+    plugin = plugin_for(exp.backend.name)
+    batching, pad_to, why = derived_batching(exp.infer, plugin.static_frames(exp.backend), plugin.name)
+    if why:
+        log.info("infer.batching=%s infer.pad_to=%s derived: %s", batching, pad_to, why)
+    exp.infer = replace(exp.infer, batching=batching, pad_to=pad_to)
+    return exp
+
+
+def preflight(exp: "ExperimentConfig") -> None:
     """Fail fast on what would otherwise fail after minutes of training: the backend plugin's checks
     (a missing runtime, provider or device is one line, never a silent CPU fall-back), for the
     stages that run the backend (``stage=export`` or ``convert`` for acl needs no pyacl)."""
@@ -77,22 +96,17 @@ def preflight(exp: Any) -> None:
         plugin_for(exp.backend.name).preflight(exp.backend)
 
 
-def variant_of(backend: Any) -> str:
-    """``<backend>-<device>-<precision>``: the backend config's own ``variant()``."""
-    return str(backend.variant())
-
-
-def identity_of(exp: Any) -> dict:
+def identity_of(exp: "ExperimentConfig") -> dict:
     """The fields of a JobReport that say which job it is (from the validated config)."""
-    variant = variant_of(exp.backend)
-    batching = exp.infer.batching  # resolved at validation (fixed for acl, at its OM's frames)
+    variant = exp.backend.variant()  # a typed Variant: its name and its precision, never parsed back
+    batching = exp.infer.batching  # resolved at validation (fixed, at the frames of a static artefact)
     return {
-        "variant": variant, "backend": exp.backend.name, "batch": exp.batch, "split": exp.split.name,
+        "variant": str(variant), "backend": exp.backend.name, "batch": exp.batch, "split": exp.split.name,
         "decode": exp.decode.type, "data": exp.data.kind,
         # an ONNX made elsewhere replaces the configured model
         "model": f"onnx_file:{Path(exp.export.onnx_file).name}" if exp.export.onnx_file else exp.model.name,
         "batching": f"fixed{exp.infer.pad_to}" if batching == "fixed" else batching,
-        "precision": variant.rsplit("-", 1)[-1],
+        "precision": variant.precision,
         "stage": exp.stage,
     }
 
@@ -122,7 +136,7 @@ def _stage_metrics(summaries: dict) -> dict[str, float]:
     return metrics
 
 
-def split_dataset(exp: Any, prepared: Path, examples: Sequence[Any]) -> Dataset:
+def split_dataset(exp: "ExperimentConfig", prepared: Path, examples: Sequence[Any]) -> Dataset:
     """The evaluated split: corpus, split, utterance count and a digest of its ids and labels."""
     digest = hashlib.sha256()
     for ex in examples:
@@ -171,7 +185,7 @@ def _measurement(report: JobReport, result: Any, tags: dict[str, str]) -> None:
         setattr(report.host, name, tags.get(f"lstm_exp.{name}", ""))
 
 
-def run_experiment(config: Any, job_dir: Optional[str | Path] = None, on_backend_ready=None) -> JobReport:
+def run_experiment(config: "DictConfig | ExperimentConfig", job_dir: Optional[str | Path] = None, on_backend_ready=None) -> JobReport:
     """Run one experiment; returns its :class:`JobReport` (status FINISHED).
 
     ``config``: a composed DictConfig (:func:`load_config`) or an already validated
@@ -181,7 +195,7 @@ def run_experiment(config: Any, job_dir: Optional[str | Path] = None, on_backend
     :class:`~lstm_exp.errors.LstmExpError`."""
     from lstm_exp.pipeline import Pipeline
 
-    exp = validate(config) if isinstance(config, DictConfig) else config
+    exp = validate(config) if isinstance(config, DictConfig) else with_derived_batching(config)
     preflight(exp)
     plain = OmegaConf.to_container(config, resolve=True) if isinstance(config, DictConfig) else None
     if job_dir is None:

@@ -9,13 +9,13 @@ writes (worker counts, progress bars) are left out of the keys.
     prepare  data (less workers) + corpus        -> Kaldi data dirs, fbank, CMVN, units, ARPA
     train    model + train (less resume) + prep  -> model.pt (or an external checkpoint, imported)
     export   export + train                      -> model.onnx in the shape the backend plugin asks for
-                                                    (dynamic axes; acl: static [batch, frames, 243]), checked vs torch
-    precision backend.precision + export          -> model.onnx converted to fp16 / int8 (onnxruntime), checked vs fp32
-    convert  backend.atc + export                 -> model.om: ATC on the very ONNX the export stage checked (acl)
-    preprocess split + batch + pad + prepare     -> the recipe's .bin batches + info file (acl)
+                                                    (dynamic axes, or a static [batch, frames, 243]), checked
+                                                    against the checkpoint
+    <stage>  a backend's own stages (its ``stages.py``: a precision conversion, a compiler, input files)
 
-Which stages a job needs is the backend plugin's answer (``lstm_exp.backends.registry``), not
-a branch on its name here.
+Which stages a job needs, and the backend's own stages themselves (name, version, inputs, how
+to build them), are the backend plugin's answer (``lstm_exp.backends.registry``): this module
+names no backend and runs them through :meth:`Pipeline.run_stage`.
 """
 from __future__ import annotations
 
@@ -25,19 +25,29 @@ import shutil
 from dataclasses import asdict, is_dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import numpy as np
 
 from lstm_exp import __version__
+from lstm_exp.backends.plugin import Stage
+from lstm_exp.backends.registry import PLUGINS, plugin_for
 from lstm_exp.cache import StageCache, file_stamp
 from lstm_exp.errors import ConfigError, DataError
 
+if TYPE_CHECKING:
+    from conf_schemas.experiment import ExperimentConfig
+
 log = logging.getLogger(__name__)
 
-#: bump a stage's version when its code changes what it writes
-STAGE_VERSIONS = {"corpus": "1", "prepare": "3", "train": "2", "export": "2", "precision": "1", "convert": "2",
-                  "preprocess": "1"}
+#: bump a stage's version when its code changes what it writes (the backends' own stages carry
+#: theirs in their ``Stage``)
+CORE_STAGE_VERSIONS = {"corpus": "1", "prepare": "3", "train": "2", "export": "2"}
+#: every stage's version (a job's fingerprint holds them: equal fingerprints, equal stage keys)
+STAGE_VERSIONS = {**CORE_STAGE_VERSIONS,
+                  **{stage.name: stage.version for plugin in PLUGINS.values() for stage in plugin.own_stages}}
+#: frames of an imported ONNX whose frame axis is dynamic, checked at the recipe's length
+RECIPE_FRAMES = 390
 
 
 def _plain(obj: Any) -> Any:
@@ -74,13 +84,11 @@ def _batch_name(batch: Any) -> str:
 
 def stages_needed(stage: str, backend_cfg: Any) -> list[str]:
     """The stages to run, in order, for ``stage=`` and the backend (``infer``: a job's last step)."""
-    from lstm_exp.backends.registry import plugin_for
-
     plugin = plugin_for(backend_cfg.name)
     chain = ["corpus", "prepare", *plugin.stages(backend_cfg)]
     if stage in ("all", "infer"):
         return chain + ["infer"]
-    if stage in plugin.user_stages:  # e.g. acl's preprocess: from the prepared data
+    if stage in plugin.user_stages:  # e.g. input files for a runtime's own tools: from the prepared data
         return ["corpus", "prepare", stage]
     if stage not in chain:
         raise ConfigError(f"stage={stage} is not a stage of backend={plugin.name}: write one of {', '.join(chain)}")
@@ -90,24 +98,35 @@ def stages_needed(stage: str, backend_cfg: Any) -> list[str]:
 class Pipeline:
     """Runs the cached stages for one validated experiment config (``ExperimentConfig``)."""
 
-    def __init__(self, exp: Any) -> None:
+    def __init__(self, exp: "ExperimentConfig") -> None:
         self.exp = exp
         self.cache = StageCache(exp.paths.cache_dir)
         self.progress = exp.progress
         self.summaries: dict[str, dict] = {}
         self.keys: dict[str, str] = {}
+        self.plugin = plugin_for(exp.backend.name)
+        self._outputs: dict[str, Path] = {}  # the backend's own stages, found or built once
 
     # -- helpers ---------------------------------------------------------------------------
-    def _key(self, stage: str, config: dict, upstream: list[str]) -> str:
-        return self.cache.key(stage, config, upstream, version=f"{STAGE_VERSIONS[stage]}/{__version__}")
+    def _key(self, stage: str, config: dict, upstream: list[str], version: Optional[str] = None) -> str:
+        version = version or CORE_STAGE_VERSIONS[stage]
+        return self.cache.key(stage, config, upstream, version=f"{version}/{__version__}")
 
-    def _run(self, stage: str, config: dict, upstream: list[str], build) -> Path:
-        key = self._key(stage, config, upstream)
+    def _run(self, stage: str, config: dict, upstream: list[str], build, version: Optional[str] = None) -> Path:
+        key = self._key(stage, config, upstream, version)
         force = self.exp.force and self.exp.stage in (stage, "all")
         path = self.cache.run(stage, key, build, config=config, upstream=upstream, force=force)
         self.keys[stage] = key
         self.summaries[stage] = self.cache.manifest(stage, key).get("summary", {})
         return path
+
+    def run_stage(self, stage: Stage, config: dict, build) -> Path:
+        """Find or build a backend's own ``stage``: its key holds ``config``, its version and its
+        inputs' keys (each input found or built first); ``build(tmp) -> summary`` writes it."""
+        for name in stage.inputs:
+            self.output_of(name)
+        upstream = [self.keys[name] for name in stage.inputs]
+        return self._run(stage.name, config, upstream, build, version=stage.version)
 
     # -- corpus ----------------------------------------------------------------------------
     @cached_property
@@ -254,9 +273,7 @@ class Pipeline:
     # -- export ----------------------------------------------------------------------------
     @cached_property
     def export_shape(self):
-        from lstm_exp.backends.registry import plugin_for
-
-        return plugin_for(self.exp.backend.name).export_shape(self.exp.backend, self.exp)
+        return self.plugin.export_shape(self.exp.backend, self.exp)
 
     @cached_property
     def onnx_path(self) -> Path:
@@ -274,7 +291,7 @@ class Pipeline:
             dynamic_batch = shape.dynamic or shape.dynamic_batch_only
             path = export_onnx(self.model, tmp / "model.onnx", opset=export_cfg.opset, batch=shape.batch,
                                frames=shape.frames, dynamic=shape.dynamic, dynamic_batch=dynamic_batch)
-            checks = self._verification_batches(shape)
+            checks = self.verification_batches(shape)
             source = self.exp.model.checkpoint or f"checkpoint {self.checkpoint}"
             diff = max_abs_diff_vs_torch(path, self.model, [x for _, x in checks], names=[n for n, _ in checks],
                                          source=source)
@@ -287,7 +304,6 @@ class Pipeline:
     def _import_onnx(self, onnx_file: str) -> Path:
         """An ONNX made elsewhere, checked once (``lstm_exp.model.onnx_file``) and stored like our
         export; whether it fits this job (batching, units) is checked on every run."""
-        from lstm_exp.backends.registry import plugin_for
         from lstm_exp.data.batching import model_input_dim
         from lstm_exp.model.onnx_file import check_onnx_fits, inspect_onnx
 
@@ -305,7 +321,7 @@ class Pipeline:
 
         out = self._run("export", config, [self.keys["prepare"]], build)
         exp = self.exp
-        static = plugin_for(exp.backend.name).static_frames(exp.backend) is not None
+        static = self.plugin.static_frames(exp.backend) is not None
         units_source = f"model.units_file={exp.model.units_file}" if exp.model.units_file else \
             f"the prepared units {prepared / 'units'}"
         check_onnx_fits(self.summaries["export"], batch=exp.batch,
@@ -315,7 +331,7 @@ class Pipeline:
                         units=self.units, units_source=units_source)
         return out / "model.onnx"
 
-    def _checked_shape(self):
+    def checked_shape(self):
         """The shape of the ONNX the backend runs: our export's, or the imported file's axes."""
         from lstm_exp.backends.plugin import ExportShape
 
@@ -325,9 +341,9 @@ class Pipeline:
         facts = self.summaries["export"]
         batch, frames = facts["batch"], facts["frames"]
         return ExportShape(dynamic=batch is None and frames is None, batch=batch or self.exp.batch,
-                           frames=frames or 390, dynamic_batch_only=batch is None and frames is not None)
+                           frames=frames or RECIPE_FRAMES, dynamic_batch_only=batch is None and frames is not None)
 
-    def _verification_batches(self, shape) -> list[tuple[str, np.ndarray]]:
+    def verification_batches(self, shape) -> list[tuple[str, np.ndarray]]:
         """Real dev batches in the shapes the export takes: two batch sizes padded to each batch's
         longest (dynamic axes), or ``[batch, frames]`` batches of utterances that fit (static);
         each with its name (``dev batch of <n> utterances starting at <utt>``)."""
@@ -341,7 +357,8 @@ class Pipeline:
             return [(_batch_name(b), b.x) for b in batches]
         fitting = [ex for ex in examples if ex.feats.shape[0] <= shape.frames]
         if not fitting:
-            raise DataError(f"no dev utterance fits {shape.frames} frames: raise backend.atc.frames")
+            raise DataError(f"no dev utterance fits the {shape.frames} frames of backend={self.plugin.name}'s "
+                            "static input: raise its frame count")
         sizes = [shape.batch] if not shape.dynamic_batch_only else sorted({1, shape.batch})
         batches = []
         for size in sizes:
@@ -349,78 +366,23 @@ class Pipeline:
             batches += [(_batch_name(b), b.x) for b in plan_batches(group, size, "fixed", pad_to=shape.frames)]
         return batches
 
-    # -- precision (onnxruntime fp16 / int8) -------------------------------------------------
-    @cached_property
-    def precision_onnx_path(self) -> Path:
-        from lstm_exp.backends.onnxruntime.plugin import converted_precision
-        from lstm_exp.model.export import INT8_OPS, convert_precision, max_abs_diff_onnx
-
-        backend = self.exp.backend
-        precision = converted_precision(backend)
-        source = self.onnx_path
-        # what decides the converted file: the precision and, for int8, the ops quantized
-        config = {"precision": precision, **({"ops": list(INT8_OPS)} if precision == "int8" else {})}
-
-        def build(tmp: Path) -> dict:
-            path = convert_precision(source, tmp / "model.onnx", precision)
-            diff = max_abs_diff_onnx(path, source, [x for _, x in self._verification_batches(self._checked_shape())],
-                                     providers=list(backend.providers))
-            if not np.isfinite(diff):
-                raise DataError(f"{path}: the {precision} model gives non-finite log-probs")
-            return {"precision": precision, "max_abs_diff_vs_fp32": diff}
-
-        return self._run("precision", config, [self.keys["export"]], build) / "model.onnx"
-
-    # -- convert (acl) ---------------------------------------------------------------------
-    @cached_property
-    def om_path(self) -> Path:
-        from lstm_exp.backends.acl.atc import convert_onnx_to_om, resolve_batch_spec
-        from lstm_exp.backends.acl.config import acl_precision
-
-        atc_cfg = self.exp.backend.atc
-        batch_spec = resolve_batch_spec(atc_cfg, self.exp.batch)
-        onnx_path = self.onnx_path  # the static export, checked against torch
-        config = {"atc": _without(_plain(atc_cfg), "atc_path"), "batch": batch_spec}
-
-        def build(tmp: Path) -> dict:
-            om = convert_onnx_to_om(onnx_path, tmp, batch_spec, atc_cfg, stem="model")
-            mode, precision = acl_precision(atc_cfg)
-            return {"om": om.name, "batch": batch_spec, "precision_mode": mode, "precision": precision,
-                    "onnx": str(onnx_path)}
-
-        return self._run("convert", config, [self.keys["export"]], build) / "model.om"
-
-    # -- preprocess (acl) ------------------------------------------------------------------
-    @cached_property
-    def bin_info(self) -> Path:
-        from lstm_exp.data.acl_inputs import write_bin_batches
-        from lstm_exp.data.batching import load_split, load_units, plan_batches
-
-        pad_to = self.exp.infer.pad_to or 390
-        config = {"split": self.exp.split.name, "batch": self.exp.batch, "pad_to": pad_to}
-        prepared = self.prepared_dir
-        self.check_batch_fits(self.exp.split.name)  # the stage writes the whole split
-
-        def build(tmp: Path) -> dict:
-            units = load_units(prepared / "units")
-            examples = load_split(prepared, self.exp.split.name, units, progress=self.progress)
-            info = write_bin_batches(plan_batches(examples, self.exp.batch, "fixed", pad_to=pad_to), tmp)
-            return {"info": info.name, "utterances": len(examples)}
-
-        out = self._run("preprocess", config, [self.keys["prepare"]], build)
-        return out / self.summaries["preprocess"]["info"]
-
     # -- artefact for a backend ------------------------------------------------------------
-    def _stage_output(self, stage: str) -> Any:
-        return {"corpus": lambda: self.corpus_root, "prepare": lambda: self.prepared_dir,
-                "train": lambda: self.checkpoint, "export": lambda: self.onnx_path,
-                "precision": lambda: self.precision_onnx_path, "convert": lambda: self.om_path,
-                "preprocess": lambda: self.bin_info}[stage]()
+    def output_of(self, stage: str) -> Any:
+        """The output of ``stage`` (found in the cache or built): one of the pipeline's own stages,
+        or one the backend's plugin owns."""
+        core = {"corpus": lambda: self.corpus_root, "prepare": lambda: self.prepared_dir,
+                "train": lambda: self.checkpoint, "export": lambda: self.onnx_path}
+        if stage in core:
+            return core[stage]()
+        if stage not in self._outputs:
+            own = self.plugin.stage(stage)
+            self._outputs[stage] = own.output(self, own)
+        return self._outputs[stage]
 
     def artifact(self) -> Path:
         """The file the backend loads: the output of the last stage its plugin needs."""
         stages = [s for s in stages_needed("all", self.exp.backend) if s != "infer"]
-        return self._stage_output(stages[-1])
+        return self.output_of(stages[-1])
 
     def run_until(self, stage: str) -> None:
         """Run (or find cached) every stage up to and including ``stage`` (not infer)."""
@@ -428,7 +390,7 @@ class Pipeline:
             if name == "train" and self.exp.export.onnx_file:
                 continue  # the ONNX made elsewhere replaces the model
             if name != "infer":
-                self._stage_output(name)
+                self.output_of(name)
 
     def describe(self) -> dict:
         return {"keys": dict(self.keys), "summaries": json.loads(json.dumps(self.summaries, default=str))}

@@ -32,7 +32,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from conf_schemas.decode import DecodeConfig
-from lstm_exp.data.acl_inputs import find_output, load_output, read_ids, read_info, stride_output_lengths
+from lstm_exp.backends.acl.inputs import find_output, load_output, read_ids, read_info, stride_output_lengths
 from lstm_exp.data.batching import load_split, load_units
 from lstm_exp.decode import build_decoder
 from lstm_exp.errors import DataError, LstmExpError

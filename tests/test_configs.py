@@ -120,3 +120,34 @@ def test_timit_without_root_says_what_to_write(compose_config):
 def test_batching_resolves_to_one_mode(compose_config, overrides, batching, pad_to):
     exp = validate(compose_config(*overrides))
     assert (exp.infer.batching, exp.infer.pad_to) == (batching, pad_to)
+
+
+def test_composing_and_validating_a_config_imports_no_heavy_library(tmp_path):
+    """Issue 22: building a config imported scipy and soundfile (~1 s) through the synthetic
+    corpus package; it now imports no signal, audio, model or tracking library."""
+    import subprocess
+    import sys
+
+    probe = ("import sys\n"
+             "from lstm_exp.experiment import load_config, validate\n"
+             f"validate(load_config('tracking=none', root={str(tmp_path)!r}))\n"
+             "print(sorted(m for m in ('scipy', 'soundfile', 'torch', 'onnxruntime', 'mlflow', 'matplotlib') "
+             "if m in sys.modules))\n")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=300, check=True)
+    assert out.stdout.strip() == "[]", out.stderr[-2000:]
+
+
+def test_validation_derives_null_batching_explicitly_and_keeps_given_values(compose_config):
+    """Issue 22: ExperimentConfig.__post_init__ no longer rewrites infer.batching / infer.pad_to;
+    validate() derives what was left null (derived_batching says why), and given values stay."""
+    from conf_schemas.experiment import InferConfig, derived_batching
+    from lstm_exp.experiment import validate
+
+    assert derived_batching(InferConfig(), None, "x") == ("longest", None, "the model takes any length")
+    assert derived_batching(InferConfig(batching="fixed"), None, "x")[:2] == ("fixed", 390)
+    assert derived_batching(InferConfig(batching="fixed", pad_to=400), None, "x") == ("fixed", 400, "")
+    mode, pad_to, why = derived_batching(InferConfig(), 390, "x")
+    assert (mode, pad_to) == ("fixed", 390) and "static input of 390 frames" in why
+    assert (validate(compose_config()).infer.batching, validate(compose_config()).infer.pad_to) == ("longest", None)
+    acl = validate(compose_config("backend=acl")).infer
+    assert (acl.batching, acl.pad_to) == ("fixed", 390)

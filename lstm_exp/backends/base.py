@@ -14,15 +14,79 @@ Timing contract (recorded with every figure, see ``lstm_exp.metrics.timing``):
 
 Life cycle: ``load(artifact)`` once, ``warmup(x)`` a few times, ``run(x)`` per batch,
 ``close()`` at the end (also through the context manager).
+
+Every backend's schema derives from :class:`BackendConfig`, the common base: ``name``,
+``precision`` (one spelling for every backend: :data:`PRECISIONS`), and the ``device`` and
+``threads`` each backend answers from its own fields (torch: ``device`` / ``num_threads``;
+onnxruntime: its first provider / ``intra_op_threads``; acl: the NPU / none).  Its
+:meth:`BackendConfig.variant` is a typed :class:`Variant`, whose ``str`` is the run's variant
+name (``torch-cpu-fp32``); nothing parses a variant back from its name.
 """
 from __future__ import annotations
 
 import abc
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import ClassVar, Optional
 
 import numpy as np
+
+
+#: every precision a variant may name, one spelling for every backend (``backend.precision=``):
+#: ``mixed`` = the runtime picks per operator (e.g. ATC's allow_mix_precision)
+PRECISIONS = ("fp32", "fp16", "bf16", "int8", "mixed", "hif8")
+#: devices whose timing and parity reference run on a GPU
+GPU_DEVICES = ("cuda", "tensorrt")
+
+
+@dataclass(frozen=True)
+class Variant:
+    """What a run measures: backend, device, precision (and any further option that changes the
+    numbers, in ``extra``).  ``str(variant)`` is its name, e.g. ``onnxruntime-cpu-int8``."""
+
+    backend: str
+    device: str
+    precision: str
+    extra: tuple[str, ...] = ()
+
+    def __str__(self) -> str:
+        return "-".join((self.backend, self.device, self.precision, *self.extra))
+
+    @property
+    def on_gpu(self) -> bool:
+        return self.device in GPU_DEVICES
+
+
+@dataclass
+class BackendConfig:
+    """The common base of every ``backend=<name>`` schema (``backends/<name>/config.py``).
+
+    Subclasses set ``name``'s default and :attr:`precisions` (precision -> the devices that run
+    it), define ``device`` (a field or a property) and may define ``threads``."""
+
+    #: the backend's name, as ``backend=<name>`` selects it (never overridden)
+    name: str = ""
+    #: fp32 | fp16 | bf16 | int8 | mixed: the same meaning for every backend (:data:`PRECISIONS`)
+    precision: Optional[str] = "fp32"
+    #: precision -> devices that run it, for this backend
+    precisions: ClassVar[dict[str, tuple[str, ...]]] = {}
+
+    @property
+    def device(self) -> str:  # overridden by a field or a property
+        raise NotImplementedError
+
+    @property
+    def threads(self) -> Optional[int]:
+        """CPU threads the runtime computes with (None: the runtime's own choice, or no CPU compute)."""
+        return None
+
+    def variant(self) -> Variant:
+        return Variant(self.name, self.device, str(self.precision))
+
+    @classmethod
+    def variants(cls) -> tuple[str, ...]:
+        """Every variant name this backend can run (for "write one of" messages)."""
+        return tuple(f"{cls.name}-{d}-{p}" for p, devices in cls.precisions.items() for d in devices)
 
 
 @dataclass
@@ -38,8 +102,6 @@ class Backend(abc.ABC):
 
     #: short name used in configs, MLflow params and messages
     name: str = "base"
-    #: which stage artefact ``load`` expects: "checkpoint" (torch .pt), "onnx" or "om"
-    artifact_kind: str = "onnx"
 
     @abc.abstractmethod
     def load(self, artifact: Path) -> None:

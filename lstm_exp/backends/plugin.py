@@ -4,17 +4,26 @@ A :class:`BackendPlugin` (one per folder under ``lstm_exp/backends/``, listed in
 :mod:`lstm_exp.backends.registry`) declares:
 
 * ``config_class``: its schema (``config.py``), whose ``variant()`` names device/provider/precision;
-* :meth:`stages`: the cached stages after ``prepare`` it needs, in order; the last one writes
-  the artefact ``load`` takes (torch: train; onnxruntime: export [+ precision]; acl: export +
-  convert);
+* :meth:`stages`: the names of the cached stages after ``prepare`` it needs, in order; the last
+  one writes the artefact ``load`` takes (torch: train; onnxruntime: export [+ precision]; acl:
+  export + convert).  ``train`` and ``export`` are the pipeline's; every other name is one of
+  ``own_stages``;
+* ``own_stages``: its own cached stages, as :class:`Stage` objects (name, version, inputs, the
+  function that finds or builds the output through :meth:`lstm_exp.pipeline.Pipeline.run_stage`),
+  living in its folder (``stages.py``);
 * ``user_stages``: further stages a user may ask for by name (acl: preprocess);
+* ``plot_hints``: published figures its variants are drawn against (:class:`GuideFigure`);
+* ``config_yaml``: the ``backend=<name>`` option file of a backend outside this package (the
+  built-in ones live in ``configs/backend/``), stored in Hydra's ConfigStore as that option;
 * :meth:`export_shape`: the ONNX the export stage writes for it (dynamic axes, or acl's static
   ``[batch, frames, 243]``), checked against torch there;
 * :meth:`validate`: checks across groups at validation (the artefact sources it takes:
   ``export.onnx_file`` only where ``takes_onnx_file``), then :meth:`export_shape`;
 * :meth:`static_frames`: the frame count a static artefact needs (acl), else ``None``;
 * :meth:`preflight`: cheap checks that fail before any stage (a missing runtime or provider);
-* :meth:`create`: the :class:`~lstm_exp.backends.base.Backend` (imports the runtime lazily).
+* :meth:`create`: the :class:`~lstm_exp.backends.base.Backend` (imports the runtime lazily);
+* :meth:`parity_reference`: what ``infer.parity`` compares it with (the registry's reference
+  backend, fp32 on the checkpoint, on the variant's kind of device: :meth:`reference_config`).
 
 Plugins import nothing heavy: the registry is read at validation.
 """
@@ -22,9 +31,13 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
-from typing import Any, ClassVar, Optional
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Optional
 
 from lstm_exp.errors import ConfigError
+
+if TYPE_CHECKING:  # conf_schemas.experiment imports the registry lazily; nothing here imports it at run time
+    from conf_schemas.experiment import ExperimentConfig
 
 
 @dataclass(frozen=True)
@@ -38,6 +51,31 @@ class ExportShape:
     dynamic_batch_only: bool = False
 
 
+@dataclass(frozen=True)
+class Stage:
+    """A cached stage a backend contributes.  ``name`` is its cache folder and ``stage=<name>``;
+    ``version`` is part of its key (bump it when what the stage writes changes); ``inputs`` are
+    the stages whose keys its key holds; ``output(pipeline, stage)`` finds or builds the entry
+    through ``pipeline.run_stage(stage, config, build)`` and returns the file the next step takes."""
+
+    name: str
+    version: str
+    inputs: tuple[str, ...]
+    output: Callable[[Any, "Stage"], Path]
+
+
+@dataclass(frozen=True)
+class GuideFigure:
+    """A published measurement a sweep's plots draw as a grey mark beside the variants it compares
+    with (this backend's variants whose name starts with one of ``variant_prefixes``)."""
+
+    label: str
+    batch: int
+    ms_per_batch: float
+    utt_s: float
+    variant_prefixes: tuple[str, ...]
+
+
 class BackendPlugin:
     """Base class; one subclass per backend folder."""
 
@@ -46,6 +84,9 @@ class BackendPlugin:
     #: "module.path.ClassName" of the Backend implementation
     backend_class: ClassVar[str] = ""
     user_stages: ClassVar[tuple[str, ...]] = ()
+    own_stages: ClassVar[tuple[Stage, ...]] = ()
+    plot_hints: ClassVar[tuple[GuideFigure, ...]] = ()
+    config_yaml: ClassVar[Optional[Path]] = None
     #: runs an ONNX, so that ``export.onnx_file`` (an ONNX made elsewhere) can replace the export
     takes_onnx_file: ClassVar[bool] = False
 
@@ -53,7 +94,7 @@ class BackendPlugin:
         """Cached stages after ``prepare``, in order; the last one's output is the artefact."""
         return ["train"]
 
-    def validate(self, cfg: Any, exp: Any) -> None:
+    def validate(self, cfg: Any, exp: "ExperimentConfig") -> None:
         """Checks across config groups (``ExperimentConfig.__post_init__``): where the model comes
         from, then :meth:`export_shape`."""
         onnx_file, model = exp.export.onnx_file, exp.model
@@ -71,7 +112,14 @@ class BackendPlugin:
                               "export.onnx_file (a trained model takes its units from the prepared data); set it to null")
         self.export_shape(cfg, exp)
 
-    def export_shape(self, cfg: Any, exp: Any) -> ExportShape:
+    def stage(self, name: str) -> Stage:
+        """Its own stage ``name`` (a :class:`ConfigError` when it has none of that name)."""
+        for stage in self.own_stages:
+            if stage.name == name:
+                return stage
+        raise ConfigError(f"stage={name} is not a stage of backend={self.name}")
+
+    def export_shape(self, cfg: Any, exp: "ExperimentConfig") -> ExportShape:
         """What the export stage writes for this backend (default: the ``export`` group as given)."""
         export = exp.export
         return ExportShape(dynamic=export.dynamic, batch=export.batch, frames=export.frames)
@@ -86,3 +134,15 @@ class BackendPlugin:
     def create(self, cfg: Any):
         module, _, cls = self.backend_class.rpartition(".")
         return getattr(importlib.import_module(module), cls)(cfg)
+
+    def reference_config(self, on_gpu: bool) -> Any:
+        """This backend's config as the parity reference of others (only the registry's reference)."""
+        raise ConfigError(f"backend={self.name} is not a parity reference")
+
+    def parity_reference(self, cfg: Any):
+        """The unloaded backend ``infer.parity`` runs on the same batches: the registry's
+        reference backend on the checkpoint, on a GPU when this variant runs on one."""
+        from lstm_exp.backends.registry import PARITY_REFERENCE, plugin_for
+
+        reference = plugin_for(PARITY_REFERENCE)
+        return reference.create(reference.reference_config(cfg.variant().on_gpu))

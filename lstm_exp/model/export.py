@@ -9,8 +9,8 @@ Three shapes: ``dynamic=True`` (batch and time axes dynamic, for onnxruntime),
 ``dynamic=False`` (static ``[batch, frames, 243]``, for ATC's static OM) and ``dynamic=False,
 dynamic_batch=True`` (only the batch axis dynamic, for an OM with batch gears).
 
-:func:`convert_precision` derives onnxruntime's fp16 model (float16 weights and compute,
-float32 input/output) and int8 model (onnxruntime's dynamic quantization) from the export.
+Conversions of the export to other precisions belong to the backend that runs them
+(onnxruntime's fp16 / int8: ``lstm_exp.backends.onnxruntime.stages``).
 """
 
 from __future__ import annotations
@@ -118,50 +118,4 @@ def max_abs_diff_vs_torch(onnx_path: Union[str, Path], model: CTCModel,
                 worst = max(worst, float(np.max(np.abs(got - want))))
     finally:
         model.train(was_training)
-    return worst
-
-
-#: the ops int8 dynamic quantization rewrites
-INT8_OPS = ("LSTM", "MatMul", "Gemm")
-#: precisions :func:`convert_precision` writes
-CONVERTED_PRECISIONS = ("fp16", "int8")
-
-
-def convert_precision(source: Union[str, Path], path: Union[str, Path], precision: str) -> Path:
-    """Write ``source`` (an fp32 export) as ``precision``: ``fp16`` (float16 weights and compute,
-    float32 input/output, onnxruntime.transformers.float16) or ``int8`` (onnxruntime's dynamic
-    quantization of the LSTM and MatMul weights, activations quantized per batch at run time; CPU)."""
-    import onnx
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if precision == "fp16":
-        from onnxruntime.transformers.float16 import convert_float_to_float16
-
-        model = convert_float_to_float16(onnx.load(str(source)), keep_io_types=True)
-        onnx.save(model, str(path))
-    elif precision == "int8":
-        from onnxruntime.quantization import QuantType, quantize_dynamic
-
-        # LSTM and MatMul only: ConvInteger (a quantized Conv) runs ~3x slower than the fp32 Conv
-        # on onnxruntime's CPU provider, so the two small convolutions stay fp32.
-        quantize_dynamic(str(source), str(path), weight_type=QuantType.QInt8, op_types_to_quantize=list(INT8_OPS))
-    else:
-        raise ConfigError(f"precision={precision!r}: write one of {', '.join(CONVERTED_PRECISIONS)}")
-    return path
-
-
-def max_abs_diff_onnx(onnx_path: Union[str, Path], reference_path: Union[str, Path],
-                      batches: Iterable[np.ndarray], providers: Sequence[str] = ("CPUExecutionProvider",)) -> float:
-    """Largest |onnx_path - reference_path| over the outputs for ``batches`` (both on ``providers``)."""
-    import onnxruntime as ort
-
-    got_session = ort.InferenceSession(str(onnx_path), providers=list(providers))
-    want_session = ort.InferenceSession(str(reference_path), providers=list(providers))
-    worst = 0.0
-    for batch in batches:
-        x = np.ascontiguousarray(batch, dtype=np.float32)
-        got = got_session.run([OUTPUT_NAME], {INPUT_NAME: x})[0].astype(np.float32)
-        want = want_session.run([OUTPUT_NAME], {INPUT_NAME: x})[0]
-        worst = max(worst, float(np.max(np.abs(got - want))))
     return worst

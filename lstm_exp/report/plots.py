@@ -8,16 +8,12 @@
   whiskers the spread over the other axes (or the 95% interval where runs carry
   ``per_ci95_low``/``per_ci95_high``), the y axis zoomed to the data.
 
-The guide's figures (shared/reference/RECIPE.md, "Performance figures reported") are always
-drawn, as grey reference marks labelled "(guide's hardware)": other machines, for scale only.
-
-* Ascend 310, one chip, model execute only, ms per batch at batch 1/4/8/16/32:
-  179.183 / 187.361 / 202.751 / 195.763 / 260.119 (5.6 / 21.3 / 39.5 / 81.7 / 123.0 utt/s).
-* NVIDIA T4, onnxruntime-gpu, batch 16: 92.33 ms, 173.3 utt/s, session.run on numpy inputs
-  (copies included).
-
-:func:`matching_reference` says which of them compare like with like (an acl variant against
-the Ascend figures, onnxruntime on CUDA against the T4 one).
+Published figures are drawn as grey reference marks labelled "(guide's hardware)": other
+machines, for scale only.  Each backend's plugin declares them as plot hints
+(``BackendPlugin.plot_hints``: :class:`~lstm_exp.backends.plugin.GuideFigure`, e.g. the guide's
+Ascend and T4 figures of shared/reference/RECIPE.md, "Performance figures reported"), with the
+variants they compare like with like; :func:`matching_reference` draws those whose variants the
+sweep ran.  Nothing here names a backend.
 """
 from __future__ import annotations
 
@@ -48,23 +44,24 @@ class ReferencePoint:
     matches: Callable[[JobReport], bool]
 
 
-def _is_acl(r: JobReport) -> bool:
-    return r.backend == "acl" or r.variant.startswith("acl")
+def _matcher(backend: str, prefixes: tuple[str, ...]) -> Callable[[JobReport], bool]:
+    return lambda r: r.backend == backend and r.variant.startswith(prefixes)
 
 
-def _is_ort_cuda(r: JobReport) -> bool:
-    return r.variant.startswith("onnxruntime-cuda") or r.variant.startswith("onnxruntime-tensorrt")
+def _guide_reference() -> tuple[ReferencePoint, ...]:
+    """Every registered backend's plot hints, as reference points."""
+    from lstm_exp.backends.registry import PLUGINS
+
+    return tuple(ReferencePoint(f"{hint.label} {GUIDE}", hint.batch, hint.ms_per_batch, hint.utt_s,
+                                _matcher(plugin.name, hint.variant_prefixes))
+                 for plugin in PLUGINS.values() for hint in plugin.plot_hints)
 
 
-GUIDE_REFERENCE = tuple(
-    ReferencePoint(f"Ascend 310, model execute {GUIDE}", b, ms, ups, _is_acl)
-    for b, ms, ups in ((1, 179.183, 5.6), (4, 187.361, 21.3), (8, 202.751, 39.5), (16, 195.763, 81.7),
-                       (32, 260.119, 123.0))
-) + (ReferencePoint(f"T4 onnxruntime-gpu, copies incl. {GUIDE}", 16, 92.33, 173.3, _is_ort_cuda),)
+GUIDE_REFERENCE = _guide_reference()
 
 
 def matching_reference(reports: Sequence[JobReport]) -> list[ReferencePoint]:
-    """The guide's figures that compare like with like with some variant of the sweep."""
+    """The published figures that compare like with like with some variant of the sweep."""
     return [p for p in GUIDE_REFERENCE if any(p.matches(r) for r in reports)]
 
 

@@ -12,12 +12,12 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from conf_schemas.acl import AclBackendConfig, AtcConfig
+from lstm_exp.backends.acl.config import AclBackendConfig, AtcConfig
 from lstm_exp.backends.acl import acl_runtime
 from lstm_exp.backends.acl.acl_runtime import AclLifetimeError
 from lstm_exp.backends.acl.atc import convert_onnx_to_om
 from lstm_exp.backends.acl.backend import AclBackend, AclCallError
-from lstm_exp.data.acl_inputs import infer_bin_batches, read_inference_outputs, write_bin_batches
+from lstm_exp.backends.acl.inputs import infer_bin_batches, read_inference_outputs, write_bin_batches
 from lstm_exp.errors import ConfigError, MissingDependencyError
 
 _spec = importlib.util.spec_from_file_location("acl_sim_helpers", Path(__file__).parents[1] / "acl_sim" / "helpers.py")

@@ -12,7 +12,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from conf_schemas.acl import AclBackendConfig, AtcConfig
+from lstm_exp.backends.acl.config import AclBackendConfig, AtcConfig
 from lstm_exp.backends.acl import acl_runtime
 from lstm_exp.backends.acl.acl_runtime import AclLifetimeError
 from lstm_exp.backends.acl.atc import convert_onnx_to_om

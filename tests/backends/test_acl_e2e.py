@@ -88,9 +88,9 @@ INFER_LIKE_PYACL_INFER = """
 import sys
 from pathlib import Path
 import numpy as np
-from conf_schemas.acl import AclBackendConfig
+from lstm_exp.backends.acl.config import AclBackendConfig
 from lstm_exp.backends.acl.backend import AclBackend
-from lstm_exp.data.acl_inputs import read_bin_batches, read_info
+from lstm_exp.backends.acl.inputs import read_bin_batches, read_info
 info, om, out, recipe_info = map(Path, sys.argv[1:5])
 out.mkdir()
 lines = []

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from conf_schemas.acl import AclBackendConfig, AtcConfig
+from lstm_exp.backends.acl.config import AclBackendConfig, AtcConfig
 from lstm_exp.backends.acl.atc import (
     AtcConversionError,
     build_atc_command,

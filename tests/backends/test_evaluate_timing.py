@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lstm_exp.backends.base import Backend, RunOutput
+from lstm_exp.backends.base import Backend, RunOutput, Variant
 from lstm_exp.data.batching import Example
 from lstm_exp.errors import DataError
 from lstm_exp.evaluate import evaluate
@@ -165,10 +165,11 @@ class NonFiniteBackend(KnownDelayBackend):
 
 
 def test_non_finite_log_probs_are_refused_on_the_decode_pass_naming_variant_utterance_and_precision():
+    """The variant is typed (issue 22): its precision is read from it, never parsed from its name."""
     examples = _examples([6, 8, 6, 8])
     # call 1: cold start, 2: warm-up, 3: first batch of the first pass, 4: its second batch (utt02)
     with pytest.raises(DataError) as caught:
-        _run(NonFiniteBackend(bad_call=4), examples, batch_size=2, warmup=1, variant="fake-cpu-fp16")
+        _run(NonFiniteBackend(bad_call=4), examples, batch_size=2, warmup=1, variant=Variant("fake", "cpu", "fp16"))
     message = str(caught.value)
     assert "\n" not in message
     assert "fake-cpu-fp16" in message and "starting at utt02" in message and "precision fp16" in message

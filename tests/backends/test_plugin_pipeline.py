@@ -64,18 +64,24 @@ def test_acl_converts_the_checked_static_export_and_matches_onnxruntime(job, sim
     assert export["max_abs_diff"] <= exp.export.atol  # checked against torch in the export stage
     convert = pipeline.summaries["convert"]
     assert convert["onnx"] == str(pipeline.onnx_path)  # ATC converted that very file
-    assert f"--model={pipeline.onnx_path.resolve()}" in (pipeline.om_path.parent / "atc_command.txt").read_text()
+    om = pipeline.output_of("convert")
+    assert pipeline.artifact() == om
+    assert f"--model={pipeline.onnx_path.resolve()}" in (om.parent / "atc_command.txt").read_text()
     assert convert["precision_mode"] == "force_fp32" and tags["variant"] == "acl-om-fp32"
     assert tags["convert.precision_mode"] == "force_fp32"
     assert result.metrics["per"] == pytest.approx(ort_result.metrics["per"], abs=1e-9)
     assert result.metrics["parity_per_delta"] == pytest.approx(0.0, abs=1e-9)
     assert pipeline.keys["export"] != ort_pipeline.keys["export"]  # the static export is its own entry
+    # backend.precision=fp32 is the same OM as backend.atc.precision_mode=force_fp32: one cache entry
+    _, common = job("backend=acl", f"backend.atc.atc_path={ACL_SIM / 'fake_atc'}", "backend.precision=fp32")
+    common.run_until("convert")
+    assert common.keys["convert"] == pipeline.keys["convert"] and str(common.exp.backend.variant()) == "acl-om-fp32"
 
 
 def test_int8_is_a_cached_stage_keyed_by_precision_with_parity(job):
     exp, pipeline = job("backend.precision=int8", "infer.parity=true")
     result, tags = evaluate_job(exp, pipeline)
-    assert pipeline.artifact() == pipeline.precision_onnx_path != pipeline.onnx_path
+    assert pipeline.artifact() == pipeline.output_of("precision") != pipeline.onnx_path
     assert pipeline.summaries["precision"]["precision"] == "int8"
     m = result.metrics
     assert m["precision_max_abs_diff"] > 0 and m["parity_max_abs_diff"] > 0 and "parity_per_delta" in m

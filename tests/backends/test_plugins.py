@@ -33,7 +33,8 @@ VARIANTS = [
 @pytest.mark.parametrize("variant,overrides", VARIANTS, ids=[v for v, _ in VARIANTS])
 def test_every_variant_composes_validates_and_names_itself(compose_config, variant, overrides):
     exp = validate(compose_config(*overrides))
-    assert exp.backend.variant() == variant
+    typed = exp.backend.variant()  # a Variant (issue 22: typed, never parsed back from its name)
+    assert str(typed) == variant and [typed.backend, typed.device, typed.precision] == variant.split("-")
 
 
 @pytest.mark.parametrize("overrides,needle", [
@@ -53,10 +54,32 @@ def test_unsupported_combinations_say_which_exist(compose_config, overrides, nee
         assert "variants:" in str(err.value) or "write one of" in str(err.value)
 
 
-def test_precision_is_refused_for_acl_at_composition(compose_config):
-    with pytest.raises(Exception) as err:
-        compose_config("backend=acl", "backend.precision=fp16")
-    assert "precision" in str(err.value)
+@pytest.mark.parametrize("precision,mode", [("fp32", "force_fp32"), ("fp16", "force_fp16"),
+                                            ("mixed", "allow_mix_precision")])
+def test_acl_maps_the_common_precision_onto_atc(compose_config, precision, mode):
+    """Issue 22 changed this: backend.precision means the same for every backend; acl maps it onto
+    ATC's --precision_mode (it used to be refused at composition)."""
+    exp = validate(compose_config("backend=acl", f"backend.precision={precision}"))
+    assert exp.backend.resolved_atc().precision_mode == mode
+    assert str(exp.backend.variant()) == f"acl-om-{precision}" and exp.backend.variant().precision == precision
+
+
+@pytest.mark.parametrize("overrides,needle", [
+    (["backend.precision=int8"], "backend.precision: 'int8' has no ATC precision mode: write one of fp16, fp32, mixed"),
+    (["backend.precision=fp32", "backend.atc.precision_mode=force_fp16"],
+     "backend.precision=fp32 and backend.atc.precision_mode=force_fp16 both set the OM's precision"),
+])
+def test_acl_precision_faults_name_the_fix(compose_config, overrides, needle):
+    with pytest.raises(ConfigError) as err:
+        validate(compose_config("backend=acl", *overrides))
+    assert needle in str(err.value)
+
+
+def test_acl_null_precision_keeps_the_convert_key(compose_config):
+    """backend.precision=null leaves backend.atc as given: the convert stage's key (and so every
+    existing cache entry) is what it was before backend.precision existed."""
+    exp = validate(compose_config("backend=acl"))
+    assert exp.backend.precision is None and exp.backend.resolved_atc() is exp.backend.atc
 
 
 @pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="torch not installed")
@@ -140,3 +163,66 @@ def test_onnxruntime_backend_describes_its_variant(tmp_path, compose_config):
     assert tags["variant"] == "onnxruntime-cpu-fp32" and tags["device"] == "cpu"
     assert tags["providers"].startswith("CPUExecutionProvider") and tags["threads"] == "1"
     assert tags["precision"] == "fp32" and tags["runtime"].startswith("onnxruntime ")
+
+
+# -- issue 22: onnxruntime's CPU settings -------------------------------------------------------
+
+@pytest.mark.parametrize("threads,spinning,cores,jobs,want", [
+    (None, None, 16, 1, (16, True)),     # alone: every core, spinning on (onnxruntime's defaults)
+    (None, None, 16, 4, (4, False)),     # a joblib sweep of 4: a quarter each, no spinning
+    (None, None, 2, 4, (1, False)),      # more jobs than cores: one thread each
+    (3, True, 16, 4, (3, True)),         # given values are used as given
+    (0, None, 2, 1, (0, True)),          # 0: onnxruntime's own default
+])
+def test_onnxruntime_cpu_settings_follow_cores_and_concurrent_jobs(compose_config, threads, spinning, cores, jobs, want):
+    from lstm_exp.backends.onnxruntime.cpu import cpu_settings
+
+    overrides = [f"backend.intra_op_threads={'null' if threads is None else threads}",
+                 f"backend.allow_spinning={'null' if spinning is None else str(spinning).lower()}"]
+    settings = cpu_settings(validate(compose_config(*overrides)).backend, cores, jobs)
+    assert (settings.intra_op_threads, settings.allow_spinning) == want
+    tags = settings.tags()
+    origin = "config" if threads is not None else "auto"
+    assert tags["lstm_exp.ort.intra_op_threads"].startswith(f"{want[0]} ({origin}")
+    assert tags["lstm_exp.ort.allow_spinning"].startswith(f"{str(want[1]).lower()} (")
+
+
+def test_onnxruntime_session_records_its_cpu_settings(tmp_path, compose_config):
+    """Outside a Hydra sweep the job runs alone: auto gives this process's cores and spinning on,
+    and the backend's tags say so (they become the run's tags)."""
+    import sys
+    from pathlib import Path
+
+    from lstm_exp.backends.onnxruntime.cpu import usable_cores
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "acl_sim"))
+    from helpers import make_tiny_onnx
+
+    exp = validate(compose_config())
+    assert exp.backend.intra_op_threads is None and exp.backend.allow_spinning is None
+    with plugin_for("onnxruntime").create(exp.backend) as backend:
+        backend.load(make_tiny_onnx(tmp_path / "tiny.onnx"))
+        tags = backend.describe()
+    assert tags["threads"] == str(usable_cores())
+    assert tags["lstm_exp.ort.allow_spinning"] == "true (auto: alone)"
+    assert tags["lstm_exp.ort.concurrent_jobs"] == "1"
+
+
+@pytest.mark.parametrize("mode,launcher,want", [
+    ("MULTIRUN", {"_target_": "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher", "n_jobs": 3}, 3),
+    ("MULTIRUN", {"_target_": "hydra._internal.core_plugins.basic_launcher.BasicLauncher"}, 1),
+    ("RUN", {"_target_": "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher", "n_jobs": 3}, 1),
+])
+def test_concurrent_jobs_come_from_the_sweeps_launcher(mode, launcher, want):
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+    from omegaconf import OmegaConf
+
+    from lstm_exp.backends.onnxruntime.cpu import concurrent_jobs
+
+    previous = HydraConfig.instance().cfg
+    HydraConfig.instance().cfg = OmegaConf.create({"hydra": {"mode": RunMode[mode], "launcher": launcher}})
+    try:
+        assert concurrent_jobs(cores=8) == want
+    finally:
+        HydraConfig.instance().cfg = previous

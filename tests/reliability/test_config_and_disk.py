@@ -89,3 +89,15 @@ def test_a_disk_that_fills_up_while_prepare_writes_removes_the_partial_entry_and
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     assert (prepare / entry.group(1) / "_stage.json").is_file()
     workspace.assert_earlier_outputs_intact()
+
+
+# -- issue 22: one precision spelling; acl maps it onto ATC's modes ------------------------------
+
+@pytest.mark.parametrize("overrides, named", [
+    (("backend.precision=int8",), "backend.precision: 'int8'"),
+    (("backend.precision=fp32", "backend.atc.precision_mode=force_fp16"), "backend.precision=fp32"),
+])
+def test_an_acl_precision_atc_cannot_build_fails_the_run_naming_it(workspace, overrides, named):
+    proc = workspace.run(*SMOKE, "backend=acl", *overrides)
+    line = workspace.assert_user_error(proc, named)
+    assert "write one of fp16, fp32, mixed" in line or "keep one" in line

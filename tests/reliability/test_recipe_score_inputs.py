@@ -19,7 +19,7 @@ ERROR = "recipe_score: error: "
 def recipe_files(workspace, tmp_path_factory):
     """The smoke workspace's prepared data, our info file and .bin batches of its dev split
     (batch 4, 390 frames) and a folder of well-formed log-prob outputs ``<n>.npy``."""
-    from lstm_exp.data.acl_inputs import output_path, read_info, write_bin_batches
+    from lstm_exp.backends.acl.inputs import output_path, read_info, write_bin_batches
     from lstm_exp.data.batching import load_split, load_units, plan_batches
 
     prepared = workspace.smoke_entries["prepare"]

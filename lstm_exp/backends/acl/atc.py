@@ -18,7 +18,7 @@ import subprocess
 from pathlib import Path
 from typing import Sequence, Union
 
-from conf_schemas.acl import ATC_DEFAULT_PRECISION, MAX_GEAR_SIZE, MAX_GEARS, MIN_GEARS, AtcConfig
+from lstm_exp.backends.acl.config import ATC_DEFAULT_PRECISION, MAX_GEAR_SIZE, MAX_GEARS, MIN_GEARS, AtcConfig
 from lstm_exp.errors import ConfigError, LstmExpError, MissingDependencyError
 
 #: the ONNX input the recipe's export names and ATC's --input_shape refers to

@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from conf_schemas.acl import AclBackendConfig
+from lstm_exp.backends.acl.config import AclBackendConfig
 from lstm_exp.backends.acl import acl_runtime
 from lstm_exp.backends.acl.acl_runtime import ACL_DEVICE, AclCallError, error_text
 from lstm_exp.backends.acl.atc import FEATURE_DIM, INPUT_NAME, gears_of, precision_of, recorded_command, soc_version_of
@@ -66,7 +66,7 @@ def om_build_record(om_path: Path, cfg: AclBackendConfig) -> dict[str, Any]:
     """What the OM was built for: from the atc command recorded beside it, else from the config."""
     cmd = recorded_command(om_path)
     if cmd is None:
-        return {"soc_version": cfg.atc.soc_version, "precision": cfg.atc.precision, "gears": None, "source": "backend.atc config"}
+        return {"soc_version": cfg.atc.soc_version, "precision": cfg.resolved_atc().precision, "gears": None, "source": "backend.atc config"}
     return {"soc_version": soc_version_of(cmd) or cfg.atc.soc_version, "precision": precision_of(cmd),
             "gears": gears_of(cmd), "source": str(Path(om_path).parent / "atc_command.txt")}
 
@@ -108,7 +108,6 @@ class AclBackend(Backend):
     """An OM on one Ascend device through pyacl (or ais_bench); ``load`` takes the convert stage's OM."""
 
     name = "acl"
-    artifact_kind = "om"
 
     def __init__(self, cfg: AclBackendConfig | None = None) -> None:
         self.cfg = cfg or AclBackendConfig()
@@ -347,7 +346,7 @@ class AclBackend(Backend):
             raise AclCallError("ACL teardown failed: " + "; ".join(failures))
 
     def describe(self) -> dict[str, str]:
-        record = self._om_record or {"soc_version": self.cfg.atc.soc_version, "precision": self.cfg.atc.precision}
+        record = self._om_record or {"soc_version": self.cfg.atc.soc_version, "precision": self.cfg.resolved_atc().precision}
         tags = {
             "backend": self.name,
             "device": f"npu:{self.cfg.device_id}",

@@ -6,7 +6,8 @@ import importlib.util
 from typing import Any, Optional
 
 from lstm_exp.backends.acl.config import AclBackendConfig
-from lstm_exp.backends.plugin import BackendPlugin, ExportShape
+from lstm_exp.backends.acl.stages import CONVERT_STAGE, PREPROCESS_STAGE
+from lstm_exp.backends.plugin import BackendPlugin, ExportShape, GuideFigure
 from lstm_exp.errors import MissingDependencyError
 
 
@@ -15,10 +16,15 @@ class AclPlugin(BackendPlugin):
     config_class = AclBackendConfig
     takes_onnx_file = True
     backend_class = "lstm_exp.backends.acl.backend.AclBackend"
-    user_stages = ("preprocess",)
+    own_stages = (CONVERT_STAGE, PREPROCESS_STAGE)
+    user_stages = (PREPROCESS_STAGE.name,)
+    #: the guide's Ascend 310 figures (shared/reference/RECIPE.md): one chip, model execute only
+    plot_hints = tuple(GuideFigure("Ascend 310, model execute", batch, ms, utt_s, ("acl-",))
+                       for batch, ms, utt_s in ((1, 179.183, 5.6), (4, 187.361, 21.3), (8, 202.751, 39.5),
+                                                (16, 195.763, 81.7), (32, 260.119, 123.0)))
 
     def stages(self, cfg: Any) -> list[str]:
-        return ["train", "export", "convert"]
+        return ["train", "export", CONVERT_STAGE.name]
 
     def export_shape(self, cfg: Any, exp: Any) -> ExportShape:
         """A static ``[batch, atc.frames, 243]`` ONNX; with batch gears a dynamic batch axis only

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from lstm_exp.backends.base import Backend, RunOutput
+from lstm_exp.backends.onnxruntime.cpu import CpuSettings, concurrent_jobs, cpu_settings, usable_cores
 from lstm_exp.backends.onnxruntime.plugin import check_providers
 from lstm_exp.errors import MissingDependencyError
 
@@ -30,11 +31,12 @@ _CANN_PRECISION_MODE = {"fp32": "must_keep_origin_dtype", "fp16": "force_fp16"}
 
 class OnnxRuntimeBackend(Backend):
     name = "onnxruntime"
-    artifact_kind = "onnx"
 
-    def __init__(self, cfg) -> None:
+    def __init__(self, cfg, cpu: CpuSettings | None = None) -> None:
         self.cfg = cfg
         check_providers(cfg)
+        cores = usable_cores()
+        self.cpu = cpu or cpu_settings(cfg, cores, concurrent_jobs(cores))
         import onnxruntime
 
         self.ort = onnxruntime
@@ -63,7 +65,8 @@ class OnnxRuntimeBackend(Backend):
     def load(self, artifact: Path) -> None:
         ort = self.ort
         options = ort.SessionOptions()
-        options.intra_op_num_threads = self.cfg.intra_op_threads
+        options.intra_op_num_threads = self.cpu.intra_op_threads
+        options.add_session_config_entry("session.intra_op.allow_spinning", "1" if self.cpu.allow_spinning else "0")
         options.inter_op_num_threads = self.cfg.inter_op_threads
         options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, _OPT_LEVELS[self.cfg.graph_optimization])
         self.session = ort.InferenceSession(str(artifact), sess_options=options, providers=self._provider_options())
@@ -128,9 +131,9 @@ class OnnxRuntimeBackend(Backend):
 
     def describe(self) -> dict[str, str]:
         providers = self.session.get_providers() if self.session else list(self.cfg.providers)
-        tags = {"backend": self.name, "variant": self.cfg.variant(), "device": self.cfg.device,
+        tags = {"backend": self.name, "variant": str(self.cfg.variant()), "device": self.cfg.device,
                 "precision": self.cfg.precision, "runtime": f"onnxruntime {self.ort.__version__}",
-                "providers": ",".join(providers), "threads": str(self.cfg.intra_op_threads),
+                "providers": ",".join(providers), **self.cpu.tags(),
                 "inter_op_threads": str(self.cfg.inter_op_threads), "io_binding": str(self.cfg.io_binding),
                 "graph_optimization": self.cfg.graph_optimization}
         if self.cfg.device in ("cuda", "tensorrt"):

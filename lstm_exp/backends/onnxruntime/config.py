@@ -5,8 +5,9 @@ Imports nothing heavy: composing and validating a config never imports onnxrunti
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import List, Optional
+from typing import ClassVar, List, Optional
 
+from lstm_exp.backends.base import BackendConfig
 from lstm_exp.errors import ConfigError
 
 #: provider -> the short device name used in variants and tags
@@ -33,12 +34,13 @@ ORT_PRECISIONS = {
     "fp16": ("cuda", "tensorrt", "cann"),
     "int8": ("cpu",),
 }
-ORT_VARIANTS = tuple(f"onnxruntime-{d}-{p}" for p, devices in ORT_PRECISIONS.items() for d in devices)
 
 
 @dataclass
-class OnnxRuntimeBackendConfig:
+class OnnxRuntimeBackendConfig(BackendConfig):
     """onnxruntime on the ONNX export (CPU build; onnxruntime-gpu via lstm_exp[gpu]; onnxruntime-cann)."""
+
+    precisions: ClassVar[dict[str, tuple[str, ...]]] = ORT_PRECISIONS
 
     _target_: str = "lstm_exp.backends.onnxruntime.backend.OnnxRuntimeBackend"
     name: str = "onnxruntime"
@@ -48,8 +50,12 @@ class OnnxRuntimeBackendConfig:
     precision: str = "fp32"
     #: bind inputs/outputs to pre-allocated device buffers so that infer_ms is the model execute only (CUDA)
     io_binding: bool = False
-    intra_op_threads: int = 2
+    #: threads of the operators' pool; null (auto): the cores // the sweep's jobs running at once;
+    #: 0: onnxruntime's own default (lstm_exp/backends/onnxruntime/cpu.py)
+    intra_op_threads: Optional[int] = None
     inter_op_threads: int = 1
+    #: let idle pool threads spin; null (auto): only when the job runs alone on the machine
+    allow_spinning: Optional[bool] = None
     #: disable | basic | extended | all
     graph_optimization: str = "all"
     #: device id for CUDA / TensorRT / CANN providers
@@ -71,8 +77,9 @@ class OnnxRuntimeBackendConfig:
             raise ConfigError(
                 f"backend.graph_optimization={self.graph_optimization!r}: write one of {', '.join(ORT_GRAPH_OPTIMIZATION)}"
             )
-        if self.intra_op_threads < 0 or self.inter_op_threads < 0:
-            raise ConfigError("backend.intra_op_threads / inter_op_threads must be >= 0 (0 = onnxruntime's default)")
+        if (self.intra_op_threads or 0) < 0 or self.inter_op_threads < 0:
+            raise ConfigError("backend.intra_op_threads / inter_op_threads must be >= 0 (0 = onnxruntime's default; "
+                              "intra_op_threads=null: the cores shared by the sweep's concurrent jobs)")
         if self.io_binding and self.device != "cuda":
             raise ConfigError(
                 "backend.io_binding=true needs CUDAExecutionProvider first: write "
@@ -91,6 +98,12 @@ class OnnxRuntimeBackendConfig:
         """The device of the first (preferred) provider: cpu | cuda | tensorrt | cann."""
         return ORT_PROVIDER_DEVICES[self.providers[0]]
 
-    def variant(self) -> str:
-        """``onnxruntime-<first provider's device>-<precision>``, e.g. onnxruntime-cuda-fp16."""
-        return f"onnxruntime-{self.device}-{self.precision}"
+    @property
+    def threads(self) -> Optional[int]:
+        """The configured intra-op threads (None: resolved when the session is built)."""
+        return self.intra_op_threads or None
+
+
+
+#: every variant onnxruntime can run: ``onnxruntime-<first provider's device>-<precision>``
+ORT_VARIANTS = OnnxRuntimeBackendConfig.variants()

@@ -6,17 +6,9 @@ import importlib.util
 from typing import Any
 
 from lstm_exp.backends.onnxruntime.config import ORT_PROVIDER_PACKAGES, OnnxRuntimeBackendConfig
-from lstm_exp.backends.plugin import BackendPlugin, ExportShape
+from lstm_exp.backends.onnxruntime.stages import PRECISION_STAGE, converted_precision
+from lstm_exp.backends.plugin import BackendPlugin, ExportShape, GuideFigure
 from lstm_exp.errors import ConfigError, MissingDependencyError
-
-
-def converted_precision(cfg: Any) -> str | None:
-    """The precision the ``precision`` stage converts the export to, or None (the fp32 export).
-
-    CANN takes the fp32 model and its own precision_mode; everyone else gets a converted model."""
-    if cfg.precision == "fp32" or cfg.device == "cann":
-        return None
-    return cfg.precision
 
 
 def check_providers(cfg: Any) -> list[str]:
@@ -40,9 +32,13 @@ class OnnxRuntimePlugin(BackendPlugin):
     config_class = OnnxRuntimeBackendConfig
     takes_onnx_file = True
     backend_class = "lstm_exp.backends.onnxruntime.backend.OnnxRuntimeBackend"
+    own_stages = (PRECISION_STAGE,)
+    #: the guide's T4 figure (shared/reference/RECIPE.md): session.run on numpy inputs, copies included
+    plot_hints = (GuideFigure("T4 onnxruntime-gpu, copies incl.", 16, 92.33, 173.3,
+                              ("onnxruntime-cuda", "onnxruntime-tensorrt")),)
 
     def stages(self, cfg: Any) -> list[str]:
-        return ["train", "export"] + (["precision"] if converted_precision(cfg) else [])
+        return ["train", "export"] + ([PRECISION_STAGE.name] if converted_precision(cfg) else [])
 
     def export_shape(self, cfg: Any, exp: Any) -> ExportShape:
         export = exp.export

@@ -73,7 +73,7 @@ class TorchBackend(Backend):
 
     def describe(self) -> dict[str, str]:
         device = self.device.type
-        tags = {"backend": self.name, "variant": self.cfg.variant(), "device": device,
+        tags = {"backend": self.name, "variant": str(self.cfg.variant()), "device": device,
                 "precision": getattr(self.cfg, "precision", "fp32"), "runtime": f"torch {torch.__version__}",
                 "threads": str(torch.get_num_threads())}
         if device == "cuda":

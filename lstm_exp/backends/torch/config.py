@@ -5,7 +5,9 @@ Imports nothing heavy: composing and validating a config never imports torch.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar, Optional
 
+from lstm_exp.backends.base import BackendConfig
 from lstm_exp.errors import ConfigError
 
 TORCH_DEVICES = ("cpu", "cuda", "auto")
@@ -14,8 +16,10 @@ TORCH_PRECISIONS = {"fp32": ("cpu", "cuda", "auto"), "fp16": ("cuda",), "bf16": 
 
 
 @dataclass
-class TorchBackendConfig:
+class TorchBackendConfig(BackendConfig):
     """PyTorch eager inference on the trained checkpoint (the reference backend)."""
+
+    precisions: ClassVar[dict[str, tuple[str, ...]]] = TORCH_PRECISIONS
 
     _target_: str = "lstm_exp.backends.torch.backend.TorchBackend"
     name: str = "torch"
@@ -43,10 +47,10 @@ class TorchBackendConfig:
                 f"backend.precision={self.precision} needs backend.device=cuda (torch on {self.device} runs fp32 only); "
                 f"torch variants: {', '.join(TORCH_VARIANTS)}")
 
-    def variant(self) -> str:
-        """``torch-<device>-<precision>``, e.g. torch-cpu-fp32, torch-cuda-fp16."""
-        return f"torch-{self.device}-{self.precision}"
+    @property
+    def threads(self) -> Optional[int]:
+        return self.num_threads or None
 
 
-#: every variant the torch backend can run
-TORCH_VARIANTS = tuple(f"torch-{d}-{p}" for p, devices in TORCH_PRECISIONS.items() for d in devices)
+#: every variant the torch backend can run (``torch-<device>-<precision>``)
+TORCH_VARIANTS = TorchBackendConfig.variants()

@@ -16,6 +16,10 @@ class TorchPlugin(BackendPlugin):
     def stages(self, cfg: Any) -> list[str]:
         return ["train"]
 
+    def reference_config(self, on_gpu: bool) -> TorchBackendConfig:
+        """fp32 eager on the checkpoint: the parity reference of every backend."""
+        return TorchBackendConfig(device="cuda" if on_gpu else "cpu", num_threads=0)
+
     def preflight(self, cfg: Any) -> None:
         if cfg.device == "cuda":
             import torch

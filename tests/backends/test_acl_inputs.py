@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from lstm_exp.data.acl_inputs import (
+from lstm_exp.backends.acl.inputs import (
     read_bin_batches,
     read_inference_outputs,
     read_info,
