@@ -75,6 +75,9 @@ def preflight(exp: Any) -> None:
 
     if exp.stage in RUNTIME_STAGES:
         plugin_for(exp.backend.name).preflight(exp.backend)
+        from lstm_exp.scenarios.loadgen import preflight as scenario_preflight
+
+        scenario_preflight(exp)
 
 
 def variant_of(backend: Any) -> str:
@@ -94,6 +97,7 @@ def identity_of(exp: Any) -> dict:
         "batching": f"fixed{exp.infer.pad_to}" if batching == "fixed" else batching,
         "precision": variant.rsplit("-", 1)[-1],
         "stage": exp.stage,
+        "scenario": exp.scenario.name,
     }
 
 
@@ -218,7 +222,7 @@ def run_experiment(config: Any, job_dir: Optional[str | Path] = None, on_backend
         examples = examples[: exp.infer.max_utterances]
     report.dataset = split_dataset(exp, prepared, examples)
     # backend, artefact, batching, timing and parity: the backend plugin's API (lstm_exp.evaluate)
-    result, backend_tags = evaluate_job(exp, pipeline, examples)
+    result, backend_tags = evaluate_job(exp, pipeline, examples, job_dir)  # the scenario's run (lstm_exp.scenarios)
     if on_backend_ready is not None:
         on_backend_ready({**{f"cache.{k}": v for k, v in pipeline.keys.items()}, **backend_tags})
     speakers = speakers_of(prepared, exp.split.name, [ex.utt_id for ex in examples])
@@ -226,7 +230,7 @@ def run_experiment(config: Any, job_dir: Optional[str | Path] = None, on_backend
     metrics = {**result.metrics, **_speaker_metrics(result.rows, speakers), **_stage_metrics(described["summaries"])}
     typed = JobReport.from_metrics(metrics)
     for part in ("accuracy", "errors", "infer_ms", "e2e_ms", "decode_ms", "throughput", "memory", "timing", "extra",
-                 "sclite", "intervals", "noise"):
+                 "sclite", "intervals", "noise", "loadgen"):
         setattr(report, part, getattr(typed, part))
     _measurement(report, result, backend_tags)
     report.stage_keys, report.stage_summaries = described["keys"], described["summaries"]
