@@ -342,6 +342,7 @@ def evaluate_job(exp: Any, pipeline: Any, examples: Optional[Sequence[Example]] 
 
 def scenario_job(exp: Any, pipeline: Any, examples: Optional[Sequence[Example]], job_dir: Optional[Path]) -> Any:
     """What a scenario needs besides the backend: the split in memory, decoder, artefact, audio."""
+    from lstm_exp.backends.registry import plugin_for
     from lstm_exp.data.batching import load_split
     from lstm_exp.decode import build_decoder
     from lstm_exp.scenarios import ScenarioJob
@@ -359,7 +360,8 @@ def scenario_job(exp: Any, pipeline: Any, examples: Optional[Sequence[Example]],
         batch=exp.batch, batching=exp.infer.batching or ("fixed" if exp.infer.pad_to else "longest"),
         pad_to=exp.infer.pad_to, infer=exp.infer, output_lengths=pipeline.output_lengths, utterance_seconds=seconds,
         artifact=pipeline.artifact(), job_dir=Path(job_dir) if job_dir is not None else None,
-        variant=exp.backend.variant(), progress=exp.progress, recipe_leading_space=exp.decode.type == "greedy")
+        variant=exp.backend.variant(), progress=exp.progress, recipe_leading_space=exp.decode.type == "greedy",
+        static_batch=exp.batch if plugin_for(exp.backend.name).static_frames(exp.backend) is not None else None)
 
 
 def measurement_tags(result: EvaluationResult) -> dict[str, str]:

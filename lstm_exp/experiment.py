@@ -102,6 +102,8 @@ def identity_of(exp: Any) -> dict:
 
 
 def _write_rows(path: Path, rows: list[dict]) -> None:
+    if not rows:  # e.g. a LoadGen scenario in one mode only: no utterances scored, or no batch timed
+        return
     with open(path, "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0].keys()), delimiter="\t")
         writer.writeheader()
@@ -227,7 +229,8 @@ def run_experiment(config: Any, job_dir: Optional[str | Path] = None, on_backend
         on_backend_ready({**{f"cache.{k}": v for k, v in pipeline.keys.items()}, **backend_tags})
     speakers = speakers_of(prepared, exp.split.name, [ex.utt_id for ex in examples])
     described = pipeline.describe()
-    metrics = {**result.metrics, **_speaker_metrics(result.rows, speakers), **_stage_metrics(described["summaries"])}
+    speaker_metrics = _speaker_metrics(result.rows, speakers) if result.rows else {}
+    metrics = {**result.metrics, **speaker_metrics, **_stage_metrics(described["summaries"])}
     typed = JobReport.from_metrics(metrics)
     for part in ("accuracy", "errors", "infer_ms", "e2e_ms", "decode_ms", "throughput", "memory", "timing", "extra",
                  "sclite", "intervals", "noise", "loadgen"):

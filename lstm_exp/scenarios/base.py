@@ -44,6 +44,8 @@ class ScenarioJob:
     variant: str = ""
     progress: bool = False
     recipe_leading_space: bool = True
+    #: the batch a static artefact (acl's OM) takes, to which smaller groups are padded with zero rows
+    static_batch: Optional[int] = None
     #: a loaded torch fp32 backend for ``infer.parity`` (offline_batches only)
     reference: Optional[Backend] = None
     #: run tags the scenario adds (``lstm_exp.scenario_*``)

@@ -106,8 +106,8 @@ class LoadGenScenario(Scenario):
 
     def _cold_start(self, backend: Backend) -> dict:
         first = self.job.examples[0].feats[None]
-        if self.job.pad_to:
-            first = np.pad(first, ((0, 0), (0, self.job.pad_to - first.shape[1]), (0, 0)))
+        rows = (self.job.static_batch or 1) - 1
+        first = np.pad(first, ((0, rows), (0, (self.job.pad_to or first.shape[1]) - first.shape[1]), (0, 0)))
         started = time.perf_counter()
         if self.job.artifact is not None:
             backend.load(self.job.artifact)
@@ -164,7 +164,7 @@ class LoadGenScenario(Scenario):
         examples = self.job.examples
         batcher = LengthBatcher([ex.feats.shape[0] for ex in examples], self.max_batch(), self.timeout_s())
         sut = BackendSUT(backend, examples, batcher, self.job.pad_to, self.job.output_lengths,
-                         batch_checker(backend, self.job.variant, len(self.job.units)))
+                         batch_checker(backend, self.job.variant, len(self.job.units)), self.job.static_batch)
         qsl = SplitQSL(len(examples))
         out_dir.mkdir(parents=True, exist_ok=True)
         lg_sut = lg.ConstructSUT(sut.issue_query, sut.flush_queries)

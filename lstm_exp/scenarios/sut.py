@@ -2,7 +2,8 @@
 
 :class:`BackendSUT`: LoadGen's ``issue_query`` hands query samples to a
 :class:`~lstm_exp.scenarios.batcher.LengthBatcher`; one worker thread takes batches from it, pads
-them (``pad_to`` frames, or the batch's longest), runs ``Backend.run`` and answers every sample
+them (``pad_to`` frames, or the batch's longest; with a static artefact, an OM, zero rows up to its
+batch too), runs ``Backend.run`` and answers every sample
 with its log-probs ``float32 [T'_valid, C]`` (the valid frames only, C-contiguous), which LoadGen
 copies into ``mlperf_log_accuracy.json`` in accuracy mode.  Each batch is a row of ``timings``
 (utterances, ``infer_ms`` from the backend, ``e2e_ms`` around ``run``, ``queue_ms``: how long its
@@ -27,13 +28,15 @@ from lstm_exp.scenarios.batcher import LengthBatcher
 
 class BackendSUT:
     def __init__(self, backend: Backend, examples: Sequence[Example], batcher: LengthBatcher, pad_to: Optional[int],
-                 output_lengths: Callable[[np.ndarray], np.ndarray], check: Callable[[Any, np.ndarray], None]) -> None:
+                 output_lengths: Callable[[np.ndarray], np.ndarray], check: Callable[[Any, np.ndarray], None],
+                 static_batch: Optional[int] = None) -> None:
         self.backend = backend
         self.examples = examples
         self.batcher = batcher
         self.pad_to = pad_to
         self.output_lengths = output_lengths
         self.check = check
+        self.static_batch = static_batch
         self.timings: List[dict] = []
         #: the sample indices answered, in order (a sample LoadGen issued twice is here twice)
         self.answered: List[int] = []
@@ -79,15 +82,19 @@ class BackendSUT:
     def _run(self, group: List[Any]) -> List[np.ndarray]:
         """Pad, run, cut each sample's valid frames; one ``timings`` row."""
         batch = next(make_batches([self.examples[s.index] for s in group], len(group), pad_to=self.pad_to))
+        x = batch.x
+        if self.static_batch and len(group) < self.static_batch:  # a static artefact (an OM) takes its batch only
+            x = np.pad(x, ((0, self.static_batch - len(group)), (0, 0), (0, 0)))
         started = time.perf_counter()
-        out = self.backend.run(batch.x)
+        out = self.backend.run(x)
         e2e_ms = (time.perf_counter() - started) * 1e3
-        self.check(batch, out.log_probs)
-        lengths = np.minimum(self.output_lengths(batch.lengths), out.log_probs.shape[0])
+        log_probs = out.log_probs[:, : len(group)]
+        self.check(batch, log_probs)
+        lengths = np.minimum(self.output_lengths(batch.lengths), log_probs.shape[0])
         self.answered.extend(s.index for s in group)
         self.timings.append({"pass": 0, "batch": len(self.timings), "utterances": len(group), "infer_ms": out.infer_ms,
                              "e2e_ms": e2e_ms, "frames": int(batch.x.shape[1])})
-        return [np.ascontiguousarray(out.log_probs[: int(n), i], dtype=np.float32) for i, n in enumerate(lengths)]
+        return [np.ascontiguousarray(log_probs[: int(n), i], dtype=np.float32) for i, n in enumerate(lengths)]
 
 
 class SplitQSL:
