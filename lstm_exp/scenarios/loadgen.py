@@ -30,7 +30,7 @@ from typing import Any, Optional, Sequence
 import numpy as np
 
 from lstm_exp.backends.base import Backend
-from lstm_exp.errors import DataError
+from lstm_exp.errors import DataError, MissingDependencyError
 from lstm_exp.metrics.host import CpuWatch, HostLoad, noise_verdict
 from lstm_exp.scenarios.base import Scenario
 from lstm_exp.scenarios.batcher import LengthBatcher
@@ -187,9 +187,10 @@ class LoadGenScenario(Scenario):
 
         cfg, count = self.config, len(self.job.examples)
         settings = lg.TestSettings()
-        if cfg.mlperf_rules:
-            settings.FromConfig("", MLPERF_MODEL, LOADGEN_NAMES[cfg.name], 0)  # 0: mlperf.conf only
-        else:
+        if cfg.mlperf_rules and settings.FromConfig("", MLPERF_MODEL, LOADGEN_NAMES[cfg.name], 0) != 0:  # mlperf.conf only
+            raise MissingDependencyError(f"scenario.mlperf_rules=true: this LoadGen build has no mlperf.conf entries for "
+                                         f"{MLPERF_MODEL} {LOADGEN_NAMES[cfg.name]}: pip install 'mlcommons-loadgen>=6,<7'")
+        if not cfg.mlperf_rules:
             settings.min_duration_ms = cfg.min_duration_ms
             settings.min_query_count = cfg.min_query_count
             if cfg.max_duration_ms is not None:

@@ -131,3 +131,22 @@ def test_detail_log_becomes_loadgen_metrics(tmp_path):
     assert loadgen_metrics(read_detail_log(path)) == {
         "loadgen_p90_ms": 2.5, "loadgen_scheduled_qps": 19.5, "loadgen_early_stopping_ms": 3.0, "loadgen_valid": 1.0,
         "loadgen_constraints_met": 0.0}
+
+
+def test_mlperf_rules_take_loadgens_official_minimums_and_say_so():
+    import mlperf_loadgen as lg
+
+    from conf_schemas.scenario import ScenarioConfig
+    from lstm_exp.scenarios.server import Server
+
+    job = SimpleNamespace(examples=[None] * 12, tags={}, batch=4, pad_to=None)
+    official = Server(ScenarioConfig(name="server", mlperf_rules=True), job)
+    settings = official._settings(lg.TestMode.PerformanceOnly)
+    assert settings.min_duration_ms == 600000 and settings.min_query_count >= 100  # LoadGen's mlperf.conf for rnnt
+    assert settings.performance_sample_count_override == 12 and settings.server_target_latency_ns == 1_000_000_000
+    official._tag({"loadgen_valid": 0.0})
+    assert job.tags["lstm_exp.mlperf_rules"] == "true" and job.tags["lstm_exp.loadgen_result"] == "INVALID"
+    assert job.tags["lstm_exp.scenario_padding"].startswith("arrivals grouped by length into batches of up to 4")
+    quick = Server(ScenarioConfig(name="server"), SimpleNamespace(examples=[None] * 12, tags={}))
+    settings = quick._settings(lg.TestMode.PerformanceOnly)
+    assert (settings.min_duration_ms, settings.min_query_count) == (2000, 64)
