@@ -382,6 +382,8 @@ class JobReport:
                 f"model={self.model} decode={self.decode} batching={self.batching} ==")
         if self.status == "FAILED":
             return [head, f"FAILED: {self.error}"]
+        if self.accuracy.per is None and self.loadgen.queries is not None:  # issue 23: scenario.mode=performance
+            return [head, *loadgen_lines(self), *self._issue19_lines()]
         if self.accuracy.per is None:
             return [head, f"stage {self.stage} done: {self.stage_keys}"]
         acc, lat, thr = self.accuracy, self.infer_ms, self.throughput
