@@ -411,6 +411,7 @@ class JobReport:
         REUSED row keeps the original run's ``measured_at`` and host."""
         for name in ("host", "cpu_model", "cpu_count", "threads", "measured_at"):
             setattr(self.host, name, tags.get(f"lstm_exp.{name}", getattr(self.host, name)))
+        self.scenario = tags.get("lstm_exp.scenario", self.scenario)  # issue 23: evaluate_job's tag
         if "lstm_exp.timing_noisy" in tags:
             self.noise.noisy = tags["lstm_exp.timing_noisy"] == "true"
             self.noise.reason = tags.get("lstm_exp.timing_noisy_reason", "")
