@@ -81,12 +81,19 @@ def test_server_reports_a_missed_bound_in_performance_mode(job):
 
 @pytest.fixture
 def simulated_acl(monkeypatch):
+    """The pyacl simulator, with the process's ACL lifetime reset before and shut down after (as
+    tests/backends/test_acl.py does), so no later test finds this one's contexts."""
+    from lstm_exp.backends.acl import acl_runtime
+
     monkeypatch.syspath_prepend(str(ACL_SIM))
     monkeypatch.setitem(sys.modules, "acl", None)
     del sys.modules["acl"]
     module = importlib.import_module("acl")
     module._sim_reset()
-    return module
+    acl_runtime._new_process_for_tests()
+    yield module
+    acl_runtime.shutdown()
+    acl_runtime._new_process_for_tests()
 
 
 def test_acl_simulator_runs_single_stream(job, simulated_acl):
