@@ -25,6 +25,7 @@ def register_configs() -> None:
     from conf_schemas.decode import DecodeConfig
     from conf_schemas.experiment import ExperimentConfig, InferConfig, SplitConfig
     from conf_schemas.model import ExportConfig, ModelConfig, TrainConfig
+    from conf_schemas.scenario import ScenarioConfig
     from conf_schemas.tracking import TrackingConfig
 
     cs = ConfigStore.instance()
@@ -39,6 +40,7 @@ def register_configs() -> None:
         "decode": {"decode": DecodeConfig},
         "tracking": {"tracking": TrackingConfig},
         "infer": {"infer": InferConfig},
+        "scenario": {"scenario": ScenarioConfig},
     }
     for group, schemas in groups.items():
         for name, node in schemas.items():

@@ -16,6 +16,7 @@ from conf_schemas.data import DataConfig
 from conf_schemas.decode import DecodeConfig
 from conf_schemas.model import ExportConfig, ModelConfig, TrainConfig
 from conf_schemas.report import ReportConfig
+from conf_schemas.scenario import ScenarioConfig
 from conf_schemas.tracking import TrackingConfig
 from lstm_exp.backends.base import BackendConfig
 from lstm_exp.errors import ConfigError
@@ -139,6 +140,8 @@ class ExperimentConfig:
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
     infer: InferConfig = field(default_factory=InferConfig)
+    #: how the split meets the backend: offline_batches (the guide's loop) or a LoadGen scenario
+    scenario: ScenarioConfig = field(default_factory=ScenarioConfig)
     paths: PathsConfig = field(default_factory=PathsConfig)
     #: utterances per inference batch (the recipe sweeps 1, 4, 8, 16, 32)
     batch: int = 16

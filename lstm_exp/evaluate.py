@@ -87,12 +87,44 @@ def _check_finite(variant: Variant | str, batch: Batch, log_probs: np.ndarray) -
             "weights, or run a wider precision)")
 
 
-def _score(examples: Sequence[Example], refs: dict, hyps: dict, batch_size: int, recipe_leading_space: bool):
+def batch_checker(backend: Backend, variant: str, classes: int) -> Callable[[Batch, np.ndarray], None]:
+    """The checks every batch's log-probs pass (shape, finite), as one call for the scenarios."""
+    def check(batch: Batch, log_probs: np.ndarray) -> None:
+        _checked(backend, batch, log_probs, classes)
+        _check_finite(variant, batch, log_probs)
+    return check
+
+
+def score_hypotheses(examples: Sequence[Example], units: Sequence[str], hyps: dict[str, list[str]], batch_size: int,
+                     recipe_leading_space: bool) -> tuple[ErrorReport, dict[str, float]]:
+    """PER/CER (honest and the recipe's), error counts, sentence errors and PER's interval of
+    ``hyps`` (utterance id -> phones) against the split's references."""
+    refs = {ex.utt_id: [units[i] for i in ex.labels] for ex in examples}
     report = score_utterances(refs, hyps)
     order = [ex.utt_id for ex in examples]  # the split's (the recipe's file) order
     per_recipe, cer_recipe = recipe_scores([(u, refs[u]) for u in order], [(u, hyps[u]) for u in order], batch_size,
                                            hyp_leading_space=recipe_leading_space)
-    return report, per_recipe, cer_recipe
+    metrics = {"per": report.per, "cer": report.cer, "per_recipe": per_recipe, "cer_recipe": cer_recipe,
+               "substitutions": report.substitutions, "deletions": report.deletions, "insertions": report.insertions,
+               "ref_phones": report.ref_phones, "unk_ref_phones": report.unk_ref_phones}
+    metrics["sentence_errors"] = float(sum(1 for u in report.utterances if u.errors))
+    per = per_interval([u.ref for u in report.utterances], [u.hyp for u in report.utterances])
+    metrics["per_ci95_low"], metrics["per_ci95_high"] = per.low, per.high
+    return report, metrics
+
+
+def timing_metrics(timings: Sequence[dict], audio_seconds: float, host_load: HostLoad,
+                   cv: Optional[float] = None) -> dict[str, float]:
+    """``infer_ms_*``, ``e2e_ms_*``, throughput and RTF, their intervals and the load, from the
+    timed batches (``timings`` rows: utterances, infer_ms, e2e_ms) of ``audio_seconds`` of audio."""
+    infer_ms = [row["infer_ms"] for row in timings]
+    sizes = [row["utterances"] for row in timings]
+    metrics = {**latency_stats("infer_ms", infer_ms), **latency_stats("e2e_ms", [row["e2e_ms"] for row in timings])}
+    metrics.update(throughput_stats(infer_ms, sizes, audio_seconds))
+    for name, interval in timing_intervals(infer_ms, sizes).items():
+        metrics[f"{name}_ci95_low"], metrics[f"{name}_ci95_high"] = interval.low, interval.high
+    metrics.update(_load_metrics(host_load, cv, len(infer_ms)))
+    return metrics
 
 
 def evaluate(
@@ -206,17 +238,9 @@ def evaluate(
     host_load = watch.stop()
 
     refs = {ex.utt_id: [units[i] for i in ex.labels] for ex in examples}
-    report, per_recipe, cer_recipe = _score(examples, refs, hyps, batch_size, recipe_leading_space)
+    report, metrics_scored = score_hypotheses(examples, units, hyps, batch_size, recipe_leading_space)
+    metrics.update(metrics_scored)
     metrics.update({
-        "per": report.per,
-        "cer": report.cer,
-        "per_recipe": per_recipe,
-        "cer_recipe": cer_recipe,
-        "substitutions": report.substitutions,
-        "deletions": report.deletions,
-        "insertions": report.insertions,
-        "ref_phones": report.ref_phones,
-        "unk_ref_phones": report.unk_ref_phones,
         "utterances": len(examples),
         "batches": len(batches),
         "timed_passes": passes,
@@ -227,14 +251,10 @@ def evaluate(
     device_mem = backend.device_peak_mem_mb()
     if device_mem is not None:
         metrics["device_peak_mem_mb"] = device_mem
-    metrics.update(latency_stats("infer_ms", infer_ms))
-    metrics.update(latency_stats("e2e_ms", e2e_ms))
-    metrics.update(latency_stats("decode_ms", decode_ms))
-    metrics.update(throughput_stats(infer_ms, sizes, audio_seconds * passes))
-    metrics.update(recipe_figures(infer_ms, batch_size))
-    metrics.update(_interval_metrics(report, infer_ms, sizes))
     cv = timing_cv(_pass_throughputs(timings))
-    metrics.update(_load_metrics(host_load, cv, len(infer_ms)))
+    metrics.update(timing_metrics(timings, audio_seconds * passes, host_load, cv))
+    metrics.update(latency_stats("decode_ms", decode_ms))
+    metrics.update(recipe_figures(infer_ms, batch_size))
     noisy, reason = noise_verdict(cv, host_load.other_cpu, noisy_cv, noisy_other_cpu)
     if rerun_pass_s:  # the job's own loop, wall clock: utterances per second of a model-only pass
         metrics["pass_utt_s"] = len(examples) / float(np.median(rerun_pass_s))
@@ -269,16 +289,6 @@ def _pass_throughputs(timings: Sequence[dict]) -> list[float]:
     return [1e3 * utts / ms for utts, ms in by_pass.values() if ms > 0]
 
 
-def _interval_metrics(report: ErrorReport, infer_ms: Sequence[float], sizes: Sequence[int]) -> dict[str, float]:
-    """``per_ci95_*`` (utterance bootstrap), ``throughput_utt_s_ci95_*`` and ``infer_ms_p50_ci95_*``."""
-    metrics: dict[str, float] = {"sentence_errors": float(sum(1 for u in report.utterances if u.errors))}
-    per = per_interval([u.ref for u in report.utterances], [u.hyp for u in report.utterances])
-    metrics["per_ci95_low"], metrics["per_ci95_high"] = per.low, per.high
-    for name, interval in timing_intervals(infer_ms, sizes).items():
-        metrics[f"{name}_ci95_low"], metrics[f"{name}_ci95_high"] = interval.low, interval.high
-    return metrics
-
-
 def _load_metrics(load: HostLoad, cv: Optional[float], timed_batches: int) -> dict[str, float]:
     """The measurement's conditions as metrics (absent where they could not be read)."""
     figures = {"timed_batches": timed_batches, "timing_supported_percentile": supported_percentile(timed_batches),
@@ -287,29 +297,20 @@ def _load_metrics(load: HostLoad, cv: Optional[float], timed_batches: int) -> di
     return {name: float(value) for name, value in figures.items() if value is not None}
 
 
-def evaluate_job(exp: Any, pipeline: Any, examples: Optional[Sequence[Example]] = None
-                 ) -> tuple[EvaluationResult, dict[str, str]]:
-    """One job's evaluation, asked of its backend plugin: the backend on the artefact its stages
-    wrote, the split's batches from ``infer.batching``, the timing plan of ``infer``, and (with
-    ``infer.parity``) the plugin's parity reference on the same batches.  Returns the result and the run's tags
-    (``Backend.describe()`` plus variant, batching and what the stages recorded).  ``examples``:
-    the split as loaded by the caller (default: loaded here, cut to ``infer.max_utterances``)."""
+def evaluate_job(exp: Any, pipeline: Any, examples: Optional[Sequence[Example]] = None,
+                 job_dir: Optional[Path] = None) -> tuple[EvaluationResult, dict[str, str]]:
+    """One job's evaluation, asked of its backend plugin and run by its scenario
+    (:mod:`lstm_exp.scenarios`, ``scenario=``): the backend on the artefact its stages wrote, the
+    split's batches from ``infer.batching``, the timing plan of ``infer`` (offline_batches) or
+    LoadGen's (the others, whose logs go to ``job_dir``), and (with ``infer.parity``) the plugin's
+    parity reference on the same batches.  Returns the result and the run's tags (``Backend.describe()`` plus variant,
+    batching, scenario and what the stages recorded).  ``examples``: the split as loaded by the
+    caller (default: loaded here, cut to ``infer.max_utterances``)."""
     from lstm_exp.backends.registry import plugin_for
-    from lstm_exp.data.batching import load_split
-    from lstm_exp.decode import build_decoder
+    from lstm_exp.scenarios import scenario_class
 
     plugin = plugin_for(exp.backend.name)
-    artifact = pipeline.artifact()
-    prepared = pipeline.prepared_dir
-    units = pipeline.units
-    if examples is None:
-        examples = load_split(prepared, exp.split.name, units, progress=exp.progress)
-        if exp.infer.max_utterances:
-            examples = examples[: exp.infer.max_utterances]
-    decoder = build_decoder(exp.decode, units, prepared / "lm_phone_bg.arpa")
-    fbank = exp.data.fbank
-    audio_s = audio_seconds_of(prepared, exp.split.name, [ex.utt_id for ex in examples],
-                               frame_shift_s=fbank.frame_shift_ms / 1e3, frame_length_s=fbank.frame_length_ms / 1e3)
+    job = scenario_job(exp, pipeline, examples, job_dir)
     backend = plugin.create(exp.backend)
     variant = exp.backend.variant()
     # the plugin names the reference (the checkpoint, fp32, on the variant's kind of device)
@@ -318,18 +319,11 @@ def evaluate_job(exp: Any, pipeline: Any, examples: Optional[Sequence[Example]] 
     with backend:
         if reference is not None:
             reference.load(pipeline.checkpoint)
-        result = evaluate(
-            backend, decoder, examples, units, exp.batch, infer.pad_to, infer.warmup, audio_s,
-            output_lengths=pipeline.output_lengths,
-            keep_log_probs=infer.save_log_probs, progress=exp.progress,
-            recipe_leading_space=exp.decode.type == "greedy",
-            batching=infer.batching, repeats=infer.repeats, min_seconds=infer.min_seconds,
-            min_batches=infer.min_batches, max_seconds=infer.max_seconds,
-            noisy_cv=infer.noisy_cv, noisy_other_cpu=infer.noisy_other_cpu,
-            artifact=artifact, reference=reference, variant=variant,
-        )
-        tags = {**backend.describe(), "variant": str(variant), "batching": str(infer.batching),
-                "pad_to": str(infer.pad_to), "artifact": str(artifact), **measurement_tags(result)}
+        job.reference = reference
+        result = scenario_class(exp.scenario.name)(exp.scenario, job).run(backend)
+        tags = {**backend.describe(), "variant": str(exp.backend.variant()), "batching": str(infer.batching),
+                "pad_to": str(infer.pad_to), "artifact": str(job.artifact), "lstm_exp.scenario": exp.scenario.name,
+                **job.tags, **measurement_tags(result)}
     if reference is not None:
         reference.close()
     for stage, summary in pipeline.summaries.items():
@@ -337,10 +331,34 @@ def evaluate_job(exp: Any, pipeline: Any, examples: Optional[Sequence[Example]] 
             if key in summary:
                 tags[f"{stage}.{key}"] = str(summary[key])
     precision = pipeline.summaries.get("precision", {})
-    result.metrics["audio_seconds"] = audio_s
+    result.metrics["audio_seconds"] = job.audio_seconds
     if "max_abs_diff_vs_fp32" in precision:
         result.metrics["precision_max_abs_diff"] = float(precision["max_abs_diff_vs_fp32"])
     return result, tags
+
+
+def scenario_job(exp: Any, pipeline: Any, examples: Optional[Sequence[Example]], job_dir: Optional[Path]) -> Any:
+    """What a scenario needs besides the backend: the split in memory, decoder, artefact, audio."""
+    from lstm_exp.backends.registry import plugin_for
+    from lstm_exp.data.batching import load_split
+    from lstm_exp.decode import build_decoder
+    from lstm_exp.scenarios import ScenarioJob
+
+    prepared, units = pipeline.prepared_dir, pipeline.units
+    if examples is None:
+        examples = load_split(prepared, exp.split.name, units, progress=exp.progress)
+        if exp.infer.max_utterances:
+            examples = examples[: exp.infer.max_utterances]
+    fbank = exp.data.fbank
+    seconds = utterance_seconds_of(prepared, exp.split.name, [ex.utt_id for ex in examples],
+                                   frame_shift_s=fbank.frame_shift_ms / 1e3, frame_length_s=fbank.frame_length_ms / 1e3)
+    return ScenarioJob(
+        examples=examples, units=units, decoder=build_decoder(exp.decode, units, prepared / "lm_phone_bg.arpa"),
+        batch=exp.batch, batching=exp.infer.batching or ("fixed" if exp.infer.pad_to else "longest"),
+        pad_to=exp.infer.pad_to, infer=exp.infer, output_lengths=pipeline.output_lengths, utterance_seconds=seconds,
+        artifact=pipeline.artifact(), job_dir=Path(job_dir) if job_dir is not None else None,
+        variant=exp.backend.variant(), progress=exp.progress, recipe_leading_space=exp.decode.type == "greedy",
+        static_batch=exp.batch if plugin_for(exp.backend.name).static_frames(exp.backend) is not None else None)
 
 
 def measurement_tags(result: EvaluationResult) -> dict[str, str]:
@@ -362,6 +380,12 @@ def measurement_tags(result: EvaluationResult) -> dict[str, str]:
 def audio_seconds_of(prepared_dir: Path, split: str, utt_ids: Sequence[str], frame_shift_s: float = 0.010,
                      frame_length_s: float = 0.025) -> float:
     """Audio duration of ``utt_ids`` from ``utt2num_frames`` (snip_edges: (n - 1) * shift + length)."""
+    return sum(utterance_seconds_of(prepared_dir, split, utt_ids, frame_shift_s, frame_length_s).values())
+
+
+def utterance_seconds_of(prepared_dir: Path, split: str, utt_ids: Sequence[str], frame_shift_s: float = 0.010,
+                         frame_length_s: float = 0.025) -> dict[str, float]:
+    """Each of ``utt_ids``' audio duration from ``utt2num_frames``, in their order."""
     from lstm_exp.data.kaldi_dir import read_table
 
     frames_file = prepared_dir / split / "utt2num_frames"
@@ -370,4 +394,4 @@ def audio_seconds_of(prepared_dir: Path, split: str, utt_ids: Sequence[str], fra
     faults += [f"{frames_file}: no frame count for {utt}" for utt in utt_ids if not frames.get(utt, "").isdigit()]
     if faults:
         raise DataError(fault_message(f"{frames_file} (re-run the prepare stage)", faults, limit=10))
-    return sum((int(frames[utt]) - 1) * frame_shift_s + frame_length_s for utt in utt_ids)
+    return {utt: (int(frames[utt]) - 1) * frame_shift_s + frame_length_s for utt in utt_ids}

@@ -94,6 +94,9 @@ def preflight(exp: "ExperimentConfig") -> None:
 
     if exp.stage in RUNTIME_STAGES:
         plugin_for(exp.backend.name).preflight(exp.backend)
+        from lstm_exp.scenarios.loadgen import preflight as scenario_preflight
+
+        scenario_preflight(exp)
 
 
 def identity_of(exp: "ExperimentConfig") -> dict:
@@ -108,10 +111,13 @@ def identity_of(exp: "ExperimentConfig") -> dict:
         "batching": f"fixed{exp.infer.pad_to}" if batching == "fixed" else batching,
         "precision": variant.precision,
         "stage": exp.stage,
+        "scenario": exp.scenario.name,
     }
 
 
 def _write_rows(path: Path, rows: list[dict]) -> None:
+    if not rows:  # e.g. a LoadGen scenario in one mode only: no utterances scored, or no batch timed
+        return
     with open(path, "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0].keys()), delimiter="\t")
         writer.writeheader()
@@ -232,15 +238,16 @@ def run_experiment(config: "DictConfig | ExperimentConfig", job_dir: Optional[st
         examples = examples[: exp.infer.max_utterances]
     report.dataset = split_dataset(exp, prepared, examples)
     # backend, artefact, batching, timing and parity: the backend plugin's API (lstm_exp.evaluate)
-    result, backend_tags = evaluate_job(exp, pipeline, examples)
+    result, backend_tags = evaluate_job(exp, pipeline, examples, job_dir)  # the scenario's run (lstm_exp.scenarios)
     if on_backend_ready is not None:
         on_backend_ready({**{f"cache.{k}": v for k, v in pipeline.keys.items()}, **backend_tags})
     speakers = speakers_of(prepared, exp.split.name, [ex.utt_id for ex in examples])
     described = pipeline.describe()
-    metrics = {**result.metrics, **_speaker_metrics(result.rows, speakers), **_stage_metrics(described["summaries"])}
+    speaker_metrics = _speaker_metrics(result.rows, speakers) if result.rows else {}
+    metrics = {**result.metrics, **speaker_metrics, **_stage_metrics(described["summaries"])}
     typed = JobReport.from_metrics(metrics)
     for part in ("accuracy", "errors", "infer_ms", "e2e_ms", "decode_ms", "throughput", "memory", "timing", "extra",
-                 "sclite", "intervals", "noise"):
+                 "sclite", "intervals", "noise", "loadgen"):
         setattr(report, part, getattr(typed, part))
     _measurement(report, result, backend_tags)
     report.stage_keys, report.stage_summaries = described["keys"], described["summaries"]

@@ -184,6 +184,55 @@ _KNOWN = {
     **{k: ("noise", k) for k in ("timing_cv", "other_cpu_fraction", "load_avg_1m", "cpu_mhz", "timed_batches",
                                   "timed_seconds", "timing_supported_percentile")},
 }
+
+
+# issue 23: LoadGen scenarios (lstm_exp.scenarios): the performance run's results, typed
+@dataclass
+class LoadGenResult:
+    """MLPerf LoadGen's performance-mode results (``loadgen_*`` metrics): per-query latency in ms
+    (single_stream's headline is p90, multi_stream's and server's p99), samples per second
+    (offline's headline; server: completed), server's scheduled QPS and whether p99 met the bound."""
+
+    p50_ms: Optional[float] = None
+    p90_ms: Optional[float] = None
+    p99_ms: Optional[float] = None
+    mean_ms: Optional[float] = None
+    max_ms: Optional[float] = None
+    samples_s: Optional[float] = None
+    scheduled_qps: Optional[float] = None
+    target_qps: Optional[float] = None
+    latency_bound_ms: Optional[float] = None
+    #: server: 1 when p99 <= latency_bound_ms, else 0
+    bound_met: Optional[float] = None
+    #: LoadGen's verdict (1 VALID, 0 INVALID: e.g. too few queries for early stopping)
+    valid: Optional[float] = None
+    constraints_met: Optional[float] = None
+    queries: Optional[float] = None
+    #: single_stream / multi_stream: queries per second, LoadGen's overhead included
+    qps: Optional[float] = None
+    #: single_stream p90 / multi_stream p99 as LoadGen's early stopping estimates it (0: too few queries)
+    early_stopping_ms: Optional[float] = None
+    samples_per_query: Optional[float] = None
+
+
+def loadgen_lines(report: "JobReport") -> list[str]:
+    """The printed summary's LoadGen line (none for offline_batches)."""
+    lg = report.loadgen
+    if report.scenario == "offline_batches" or lg.queries is None:
+        return []
+    head = {"single_stream": f"p90 {_f(lg.p90_ms)} ms", "multi_stream": f"p99 {_f(lg.p99_ms)} ms per query",
+            "server": f"scheduled {_f(lg.scheduled_qps, 1)} QPS (target {_f(lg.target_qps, 1)}), completed "
+                      f"{_f(lg.samples_s, 1)}/s, p99 {_f(lg.p99_ms)} ms "
+                      f"{'<=' if lg.bound_met else '>'} bound {_f(lg.latency_bound_ms, 0)} ms",
+            "offline": f"{_f(lg.samples_s, 1)} samples/s"}.get(report.scenario, "")
+    verdict = "VALID" if lg.valid else "INVALID (MLPerf's minimums not met; scenario.mlperf_rules=true runs them)"
+    return [f"LoadGen {report.scenario}: {head};  p50 {_f(lg.p50_ms)} p90 {_f(lg.p90_ms)} p99 {_f(lg.p99_ms)} ms "
+            f"over {_i(lg.queries)} queries;  {verdict}"]
+
+
+_KNOWN.update({f"loadgen_{f.name}": ("loadgen", f.name) for f in fields(LoadGenResult)})
+
+
 #: metric prefix -> latency part
 _LATENCIES = ("infer_ms", "e2e_ms", "decode_ms")
 _LATENCY_FIELDS = tuple(f.name for f in fields(Latency))
@@ -243,6 +292,9 @@ class JobReport:
     intervals: Intervals = field(default_factory=Intervals)
     noise: Noise = field(default_factory=Noise)
     host: Host = field(default_factory=Host)
+    # issue 23: the scenario (offline_batches | single_stream | multi_stream | server | offline) and LoadGen's results
+    scenario: str = "offline_batches"
+    loadgen: LoadGenResult = field(default_factory=LoadGenResult)
 
     # -- flat metrics <-> typed --------------------------------------------------------------
     @classmethod
@@ -296,7 +348,8 @@ class JobReport:
         parts = {"accuracy": Accuracy, "errors": ErrorCounts, "infer_ms": Latency, "e2e_ms": Latency,
                  "decode_ms": Latency, "throughput": Throughput, "memory": Memory, "timing": Timing,
                  # issue 19
-                 "sclite": Sclite, "intervals": Intervals, "noise": Noise, "host": Host}
+                 "sclite": Sclite, "intervals": Intervals, "noise": Noise, "host": Host,
+                 "loadgen": LoadGenResult}  # issue 23
         known = {f.name for f in fields(cls)}
         kwargs: dict[str, Any] = {}
         for key, value in data.items():
@@ -324,6 +377,8 @@ class JobReport:
                 f"model={self.model} decode={self.decode} batching={self.batching} ==")
         if self.status == "FAILED":
             return [head, f"FAILED: {self.error}"]
+        if self.accuracy.per is None and self.loadgen.queries is not None:  # issue 23: scenario.mode=performance
+            return [head, *loadgen_lines(self), *self._issue19_lines()]
         if self.accuracy.per is None:
             return [head, f"stage {self.stage} done: {self.stage_keys}"]
         acc, lat, thr = self.accuracy, self.infer_ms, self.throughput
@@ -335,6 +390,7 @@ class JobReport:
         decode_s = None if self.decode_ms.total is None else self.decode_ms.total / 1e3
         lines.append(f"throughput {_f(thr.utt_s, 1)} utt/s (model only)   RTF {_f(thr.rtf, 4)}   decode {_f(decode_s)} s")
         lines.extend(self._issue19_lines())
+        lines.extend(loadgen_lines(self))  # issue 23
         mem = self.memory
         if mem.host_peak_rss_mb is not None or mem.device_peak_mem_mb is not None:
             device = "n/a (CPU)" if mem.device_peak_mem_mb is None else f"{_f(mem.device_peak_mem_mb, 0)} MB"
@@ -350,6 +406,7 @@ class JobReport:
         REUSED row keeps the original run's ``measured_at`` and host."""
         for name in ("host", "cpu_model", "cpu_count", "threads", "measured_at"):
             setattr(self.host, name, tags.get(f"lstm_exp.{name}", getattr(self.host, name)))
+        self.scenario = tags.get("lstm_exp.scenario", self.scenario)  # issue 23: evaluate_job's tag
         if "lstm_exp.timing_noisy" in tags:
             self.noise.noisy = tags["lstm_exp.timing_noisy"] == "true"
             self.noise.reason = tags.get("lstm_exp.timing_noisy_reason", "")

@@ -251,4 +251,42 @@ def write_plots(reports: Sequence[JobReport], out_dir: Path) -> list[Path]:
                   "utterances / s (model execute time)", f"throughput against {against}",
                   out_dir / f"throughput_vs_{x}"),
         *_per_bars(reports, out_dir / "per_by_variant"),
+        *latency_vs_qps(reports, out_dir / "latency_vs_qps"),  # issue 23
     ]
+
+
+# issue 23: a server sweep over scenario.target_qps: p99 against the scheduled QPS, the bound drawn
+def latency_vs_qps(reports: Sequence[JobReport], stem: Path) -> list[Path]:
+    """LoadGen server jobs' p99 (band from p50) against scheduled QPS, one line per variant and
+    batch, the latency bound as a dashed line, a missed bound as a cross; nothing without two."""
+    server = [r for r in reports if r.status in DONE and r.scenario == "server" and r.loadgen.p99_ms is not None
+              and r.loadgen.scheduled_qps is not None]
+    if len(server) < 2:
+        return []
+    plt, fig, ax = _figure()
+    groups: dict[str, list[JobReport]] = defaultdict(list)
+    for r in server:
+        groups[f"{r.variant} b{r.batch}"].append(r)
+    values = []
+    for label, jobs in groups.items():
+        jobs.sort(key=lambda r: r.loadgen.scheduled_qps)
+        xs, p99 = [r.loadgen.scheduled_qps for r in jobs], [r.loadgen.p99_ms for r in jobs]
+        p50 = [r.loadgen.p50_ms if r.loadgen.p50_ms is not None else y for r, y in zip(jobs, p99)]
+        line, = ax.plot(xs, p99, marker="o", label=f"{label}: p99 (band from p50)")
+        ax.fill_between(xs, p50, p99, color=line.get_color(), alpha=0.15, linewidth=0)
+        missed = [(x, y) for x, y, r in zip(xs, p99, jobs) if not r.loadgen.bound_met]
+        if missed:
+            ax.scatter(*zip(*missed), marker="x", s=80, color="red", zorder=5)
+        values += p99 + p50
+    for bound in sorted({r.loadgen.latency_bound_ms for r in server if r.loadgen.latency_bound_ms}):
+        ax.axhline(bound, linestyle="--", color="0.3", linewidth=1, label=f"bound p99 <= {bound:g} ms")
+        values.append(bound)
+    if any(not r.loadgen.bound_met for r in server):
+        ax.scatter([], [], marker="x", s=80, color="red", label="bound missed")
+    log = _log_if_wide(ax, values)
+    ax.set_xlabel("scheduled queries / s (LoadGen server, one utterance per query)")
+    ax.set_ylabel("latency per query, ms" + (" (log scale)" if log else ""))
+    ax.set_title("server: latency against offered load", fontsize=10)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7, loc="best")
+    return _save(plt, fig, stem)

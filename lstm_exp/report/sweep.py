@@ -41,13 +41,25 @@ COLUMNS = (
 #: metric columns left out when no job has a value for them
 OPTIONAL_METRIC_COLUMNS = ("PER 95% CI", "timing")
 
+# issue 23: LoadGen scenarios; these columns (before ``status``) appear when a job ran one
+LOADGEN_COLUMNS = (
+    ("scenario", lambda r: r.scenario),
+    ("target QPS", lambda r: _num(r.loadgen.target_qps, 1) if r.scenario == "server" else ""),
+    ("LG QPS", lambda r: _num(r.loadgen.scheduled_qps if r.scenario == "server" else r.loadgen.samples_s, 1)
+     if r.scenario in ("server", "offline") else ""),
+    ("LG p90 ms", lambda r: _num(r.loadgen.p90_ms)),
+    ("LG p99 ms", lambda r: _num(r.loadgen.p99_ms)),
+    ("bound met", lambda r: "" if r.loadgen.bound_met is None else "yes" if r.loadgen.bound_met else "NO"),
+)
+
 #: the columns of the terminal table (it must fit 120 columns: run ids are in the CSV); of these,
 #: batching, precision and decode appear only when they vary within the sweep
-TERMINAL = ("job", "variant", "batch", "batching", "precision", "decode", "PER %", "PER 95% CI", "PER vs baseline",
-            "infer_ms p50", "infer_ms p99", "utt/s", "timing", "status")
-OPTIONAL_AXES = ("batching", "precision", "decode")
+TERMINAL = ("job", "variant", "batch", "batching", "precision", "decode", "scenario", "target QPS", "PER %",
+            "PER 95% CI", "PER vs baseline", "infer_ms p50", "infer_ms p99", "utt/s", "LG QPS", "LG p99 ms", "bound met",
+            "timing", "status")
+OPTIONAL_AXES = ("batching", "precision", "decode", "scenario")
 #: what the terminal table leaves out, in this order, when it would be wider than TERMINAL_WIDTH
-TERMINAL_DROPS = ("infer_ms p99", "job", "timing", "PER vs baseline", "precision")
+TERMINAL_DROPS = ("infer_ms p99", "job", "timing", "PER vs baseline", "precision", "utt/s", "PER 95% CI")
 TERMINAL_WIDTH = 120
 #: two PER values closer than this (percentage points) are "the same PER"
 SAME_PER = 0.005
@@ -141,6 +153,10 @@ class SweepSummary:
         paired comparison with the baseline (before ``status``) when the sweep has one."""
         columns = [(name, get) for name, get in COLUMNS if name not in OPTIONAL_METRIC_COLUMNS
                    or any(get(r) for r in self.reports)]
+        if any(r.scenario != "offline_batches" for r in self.reports):  # issue 23
+            at = [name for name, _ in columns].index("status")
+            columns[at:at] = [(name, get) for name, get in LOADGEN_COLUMNS
+                              if name == "scenario" or any(get(r) for r in self.reports)]
         paired = self.comparisons()
         if paired:
             at = [name for name, _ in columns].index("status")
@@ -426,7 +442,34 @@ def measurement_provenance(summary: SweepSummary) -> list[str]:
 
 
 #: the conclusion lines, in order
-CONCLUSIONS = (fastest_per_batch, speedups, per_differs, paired_to_baseline, measurement_provenance)
+# issue 23: the server's capacity from a sweep over scenario.target_qps
+def server_capacity(summary: SweepSummary) -> list[str]:
+    """Per variant and batch of server jobs: the highest target QPS whose p99 met the bound."""
+    groups: dict[tuple, list[JobReport]] = {}
+    for r in summary.done:
+        if r.scenario == "server" and r.loadgen.target_qps is not None and r.loadgen.bound_met is not None:
+            groups.setdefault((r.variant, r.batch, r.loadgen.latency_bound_ms), []).append(r)
+    lines = []
+    for (variant, batch, bound), jobs in groups.items():
+        jobs.sort(key=lambda r: r.loadgen.target_qps)
+        met = [r for r in jobs if r.loadgen.bound_met]
+        missed = [r for r in jobs if not r.loadgen.bound_met]
+        head = f"server capacity {variant} b{batch} (p99 <= {_num(bound, 0)} ms): "
+        if not met:
+            lines.append(head + f"no target QPS met the bound (lowest tried {_num(jobs[0].loadgen.target_qps, 1)}: "
+                                f"p99 {_num(jobs[0].loadgen.p99_ms)} ms)")
+            continue
+        best = met[-1]
+        above = [r for r in missed if r.loadgen.target_qps > best.loadgen.target_qps]
+        miss = (f"; {_num(above[0].loadgen.target_qps, 1)} missed it (p99 {_num(above[0].loadgen.p99_ms)} ms)"
+                if above else "; every target tried met it (try higher)")
+        lines.append(head + f"highest passing target {_num(best.loadgen.target_qps, 1)} QPS (scheduled "
+                            f"{_num(best.loadgen.scheduled_qps, 1)}, completed {_num(best.loadgen.samples_s, 1)}/s, "
+                            f"p99 {_num(best.loadgen.p99_ms)} ms){miss}")
+    return lines
+
+
+CONCLUSIONS = (fastest_per_batch, speedups, per_differs, paired_to_baseline, measurement_provenance, server_capacity)
 
 
 # -- two sweeps side by side -------------------------------------------------------------------

@@ -167,7 +167,8 @@ def log_dataset_input(mlflow_client, run_id: str, dataset: "Dataset") -> None:
 
 #: files of a job folder logged as the run's artefacts (when ``tracking.log_artifacts``)
 JOB_ARTIFACTS = ("config.yaml", "report.json", "utterances.tsv", "stages.json", "confusions.json", "ref.trn", "hyp.trn",
-                 "per_speaker.tsv", "timings.tsv")
+                 "per_speaker.tsv", "timings.tsv",
+                 "mlperf_log_summary.txt", "mlperf_log_detail.txt", "mlperf_log_accuracy.json")  # LoadGen scenarios
 
 
 def upload_report(tracker: MlflowRun, report, job_dir: Path, log_artifacts: bool = True) -> None:

@@ -15,7 +15,7 @@ from typing import Any, Mapping, Optional
 PARAM_WHITELIST = (
     "data.kind", "data.root", "split.name", "batch", "backend.", "decode.", "model.", "train.",
     "export.opset", "infer.pad_to", "infer.max_utterances", "infer.batching", "infer.repeats", "infer.min_seconds",
-    "infer.warmup", "infer.parity", "data.synth.snr_db", "data.synth.seed", "seed",
+    "infer.warmup", "infer.parity", "data.synth.snr_db", "data.synth.seed", "seed", "scenario.",
 )
 #: flattened keys never logged (Hydra's instantiation targets)
 _SKIP_SUFFIXES = ("._target_",)
@@ -25,7 +25,8 @@ IDENTITY_PARAMS = {
     "model": "model", "data": "data.kind", "batching": "batching", "precision": "precision",
 }
 #: short param -> the config key it repeats (filters in the UI use the short name)
-_ALIASES = {"backend": "backend.name", "decode": "decode.type", "split": "split.name", "model": "model.name"}
+_ALIASES = {"backend": "backend.name", "decode": "decode.type", "split": "split.name", "model": "model.name",
+            "scenario": "scenario.name"}
 #: identity fields that the validated experiment decides (not a config key of their own)
 _FROM_IDENTITY = ("variant", "batching", "precision")
 
