@@ -55,8 +55,9 @@ from lstm_exp.tracking.fingerprint import config_fingerprint
 from lstm_exp.tracking.mlflow_run import MlflowRun, PendingUpload, default_tracking_uri, select_params, upload_report
 from lstm_exp.tracking.store import (DESCRIPTION_TAG, ERROR_TAG, FINGERPRINT_TAG, JOB_NUM_TAG, OVERRIDES_TAG, ROLE_TAG,
                                      SWEEP_TAG)
-from lstm_exp.tracking.store_check import StoreError, TrackingError, check_store
-from lstm_exp.tracking.sweep import PARENT_FILE, SweepParent, end_open_parents, job_run_name, launcher_info, swept_keys_of
+from lstm_exp.tracking.store_check import StoreError, TrackingError, check_store, store_calls
+from lstm_exp.tracking.sweep import (PARENT_FILE, SweepParent, end_open_parents, job_run_name, launcher_info,
+                                     require_sweep_record, swept_keys_of)
 
 log = logging.getLogger("lstm_exp")
 
@@ -76,9 +77,10 @@ def new_folder(base: str) -> str:
     shells, a scheduler) never share a folder, on one machine or on a shared file system, and a
     rerun never writes into an earlier run's folder.  Cached (``use_cache``) like Hydra's ``now``,
     so every place that reads the dir in this process (and the sweep's jobs, which get a copy of
-    the cache) sees the same folder.
+    the cache) sees the same folder.  Absolute, resolved against the launch folder: a job that runs
+    in another working directory (a Ray head's, a batch node's) writes into the sweep's folder.
     """
-    path = Path(base)
+    path = Path(base).absolute()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         for number in itertools.count():
@@ -135,16 +137,18 @@ def _reuse_earlier(tracker: MlflowRun, fingerprint: str, parent: Optional[SweepP
     from lstm_exp.tracking.store import (REUSED, REUSED_FROM_TAG, REUSED_SUFFIX, client, copy_reused_run,
                                          ensure_experiment, find_finished_run, measured_at, report_from_run)
 
-    mlflow_client = client(tracker.tracking_uri)
-    earlier = find_finished_run(mlflow_client, ensure_experiment(mlflow_client, tracker.experiment_name), fingerprint)
-    if earlier is None:
-        return None
-    report = report_from_run(earlier, status=REUSED, job_num=job_num)
-    report.reused_from = earlier.data.tags.get(REUSED_FROM_TAG) or earlier.info.run_id
-    report.overrides, report.job_dir, report.measured_at = tags[OVERRIDES_TAG], str(job_dir), measured_at(earlier)
-    if parent is not None:
-        report.run_name = run_name + REUSED_SUFFIX
-        report.run_id = copy_reused_run(mlflow_client, earlier, parent.run_id, report.run_name, tags)
+    with store_calls(tracker.tracking_uri):  # a store that dies now: one TrackingError line
+        mlflow_client = client(tracker.tracking_uri)
+        earlier = find_finished_run(mlflow_client, ensure_experiment(mlflow_client, tracker.experiment_name),
+                                    fingerprint)
+        if earlier is None:
+            return None
+        report = report_from_run(earlier, status=REUSED, job_num=job_num)
+        report.reused_from = earlier.data.tags.get(REUSED_FROM_TAG) or earlier.info.run_id
+        report.overrides, report.job_dir, report.measured_at = tags[OVERRIDES_TAG], str(job_dir), measured_at(earlier)
+        if parent is not None:
+            report.run_name = run_name + REUSED_SUFFIX
+            report.run_id = copy_reused_run(mlflow_client, earlier, parent.run_id, report.run_name, tags)
     print(f"lstm_exp: skip job {job_num} ({tags[OVERRIDES_TAG] or 'defaults'}): identical config FINISHED as run "
           f"{report.reused_from} (measured {report.measured_at}); force=true recomputes")
     return report
@@ -167,7 +171,7 @@ def run_job(cfg: DictConfig) -> Optional[float]:
     except LstmExpError as err:
         error = err
     identity = identity_of(exp) if exp is not None else _identity_from_plain(plain)
-    if tracker.enabled and not _store_usable(tracker.tracking_uri, job_dir, multirun):
+    if tracker.enabled and not _store_usable(tracker.tracking_uri, job_dir, multirun, parent):
         return None
     swept = swept_keys_of(tracker, parent)
     run_name = cfg.tracking.get("run_name") or job_run_name(identity, swept, hydra_cfg.overrides.task)
@@ -184,7 +188,10 @@ def run_job(cfg: DictConfig) -> Optional[float]:
     if parent is not None:
         tags[SWEEP_TAG] = parent.run_id
     if (multirun and tracker.enabled and exp is not None and not exp.force and exp.stage in ("all", "infer")):
-        reused = _reuse_earlier(tracker, fingerprint, parent, job_num, job_dir, run_name, tags)
+        try:
+            reused = _reuse_earlier(tracker, fingerprint, parent, job_num, job_dir, run_name, tags)
+        except TrackingError as err:
+            return _tracking_failed(err, job_dir, multirun)
         if reused is not None:
             reused.write(job_dir / "report.json")
             print("\n".join(reused.summary_lines()))
@@ -257,10 +264,13 @@ def _tags_kept_for_sync(tracker: MlflowRun, pending: PendingUpload, job_dir: Pat
     return record
 
 
-def _store_usable(uri: str, job_dir: Path, multirun: bool) -> bool:
-    """The store checked before any work (``lstm_exp.tracking.store_check``): False (in a sweep)
-    or exit 1 (a single run) after one ``lstm_exp: error:`` line when it cannot be used."""
+def _store_usable(uri: str, job_dir: Path, multirun: bool, parent: Optional[SweepParent]) -> bool:
+    """The store checked before any work (``lstm_exp.tracking.store_check``), and a sweep's job
+    checked to see its sweep's record (``require_sweep_record``): False (in a sweep) or exit 1 (a
+    single run) after one ``lstm_exp: error:`` line when it cannot be used."""
     try:
+        if multirun:
+            require_sweep_record(job_dir, parent)
         check_store(uri)
         return True
     except StoreError as err:
@@ -358,7 +368,7 @@ def _checked_command_line() -> None:
     """The argv checks of :mod:`lstm_exp.cli_args`: one ``lstm_exp: error:`` line and exit 1, before
     Hydra composes anything (no run folder, no MLflow run)."""
     try:
-        sys.argv[1:] = checked_argv(sys.argv[1:], CONFIG_DIR)
+        sys.argv[1:] = checked_argv(sys.argv[1:], CONFIG_DIR, Path.cwd())
         check_launch_folder(sys.argv[1:], Path.cwd())
     except LstmExpError as err:
         print(f"lstm_exp: error: {err}", file=sys.stderr)

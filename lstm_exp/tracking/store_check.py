@@ -9,7 +9,8 @@ seconds (a probe with a :data:`PROBE_TIMEOUT_S` timeout; MLflow itself would ret
 :func:`short_http_retries` sets ``MLFLOW_HTTP_REQUEST_TIMEOUT`` / ``MLFLOW_HTTP_REQUEST_MAX_RETRIES``
 / ``MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR`` (unless the user set them), so that a server that dies
 mid-sweep costs each call seconds, not the 4+ minutes of MLflow's defaults.  :func:`tracking_error`
-turns whatever a failed tracking call raised into one :class:`TrackingError` line naming the URI.
+turns whatever a failed tracking call raised into one :class:`TrackingError` line naming the URI;
+:func:`store_calls` does it for a block of calls when the store no longer answers.
 """
 from __future__ import annotations
 
@@ -19,8 +20,9 @@ import sqlite3
 import sys
 import urllib.error
 import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Optional
+from typing import Iterator, Optional
 
 from lstm_exp.errors import LstmExpError
 
@@ -179,6 +181,22 @@ def tracking_error(uri: str, exc: BaseException) -> TrackingError:
     text = str(exc).strip()
     first = text.splitlines()[0][:300] if text else type(exc).__name__
     return TrackingError(f"the MLflow store {_redacted(uri)} failed ({type(exc).__name__}: {first})")
+
+
+@contextmanager
+def store_calls(uri: str) -> Iterator[None]:
+    """A block of tracking calls outside :class:`~lstm_exp.tracking.mlflow_run.MlflowRun` (the
+    lookup of an earlier measurement): what it raises while the store no longer answers
+    (:func:`store_works`) becomes one :class:`TrackingError` line naming the URI; what it raises
+    while the store answers is not the store's fault and propagates as it is."""
+    try:
+        yield
+    except LstmExpError:
+        raise
+    except Exception as exc:
+        if store_works(uri):
+            raise
+        raise tracking_error(uri, exc) from None
 
 
 def check_store_or_exit(uri: str) -> None:

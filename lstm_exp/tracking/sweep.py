@@ -64,6 +64,19 @@ class SweepParent:
         return None
 
 
+def require_sweep_record(job_dir: Path, parent: Optional[SweepParent]) -> None:
+    """A tracked sweep's job must find its sweep's ``parent_run.json`` (:meth:`SweepParent.find`):
+    without it the job runs where the sweep's folder is not (another machine's disk, or a relative
+    ``hydra.sweep.dir`` read in another working directory), and it is refused with one line rather
+    than recorded into whatever store its own environment names."""
+    if parent is None:
+        raise store_check.StoreError(
+            f"job folder {job_dir}: no {PARENT_FILE} in it or above it, so this job cannot find its sweep's store, "
+            "experiment and parent run: the process that runs it does not see the sweep's folder; put the launch "
+            "folder on a filesystem every node mounts at the same path (and launch from there), or run the sweep "
+            "with the basic launcher")
+
+
 def launcher_info(launcher_cfg: Any) -> tuple[str, str]:
     """(launcher name, how many jobs run at the same time on one machine: "1", "<n>" or "all")."""
     target = str(launcher_cfg.get("_target_", "")) if launcher_cfg is not None else ""

@@ -1,7 +1,8 @@
 """Services the team-scale tests bring up for real, each on 127.0.0.1 with a free port and private
-folders, and stop by PID: an ``mlflow server`` (SQLite or PostgreSQL backend store) and PostgreSQL
+folders, and stop by PID: an ``mlflow server`` (SQLite or PostgreSQL backend store), PostgreSQL
 itself (Debian's ``postgresql``: initdb / pg_ctl as a non-root user, its socket in a private
-folder).  Helpers to run lstm_exp's commands and read a server over REST.
+folder), a one-node SLURM cluster, Swift's S3 API and a Ray head (``ray start --head``).  Helpers to run
+lstm_exp's commands and read a server over REST.
 """
 from __future__ import annotations
 
@@ -430,6 +431,59 @@ class SwiftS3:
     def stop(self) -> None:
         for proc in reversed(self.procs):
             stop(proc)
+
+
+# -- Ray head ------------------------------------------------------------------------------
+#: the ports of ``ray start --head`` given free ones (Ray's defaults would collide with another head)
+RAY_PORT_OPTIONS = ("--node-manager-port", "--object-manager-port", "--ray-client-server-port",
+                    "--dashboard-agent-grpc-port", "--dashboard-agent-listen-port", "--metrics-export-port",
+                    "--runtime-env-agent-port")
+
+
+class RayHead:
+    """``ray start --head --block`` from ``python``'s environment (a venv with hydra-ray-launcher),
+    as a user starts a head on a cluster node: in a working directory of its own (``cwd``), with an
+    environment of its own (``env``: e.g. another ``MLFLOW_TRACKING_URI``), on 127.0.0.1 with free
+    ports and a private ``--temp-dir``.  :meth:`stop` ends it by its PID: SIGTERM to the process
+    group of ``ray start``, whose children (GCS, raylet, workers) it takes down with it; never
+    ``ray stop``, which would stop every Ray on the machine."""
+
+    def __init__(self, folder: Path, python: Path, env: Optional[Dict[str, str]] = None) -> None:
+        self.folder, self.python = folder, python
+        self.cwd = folder / "head-cwd"
+        self.env = env or {}
+        self.port = free_port()
+        self.address = f"127.0.0.1:{self.port}"
+        self.proc: Optional[subprocess.Popen] = None
+        self.bring_up_s: Optional[float] = None
+
+    def command(self) -> list:
+        ports = [arg for option in RAY_PORT_OPTIONS for arg in (option, str(free_port()))]
+        return [str(self.python.parent / "ray"), "start", "--head", "--block", f"--port={self.port}",
+                "--node-ip-address=127.0.0.1", f"--temp-dir={self.folder / 'ray'}", "--num-cpus=2",
+                "--include-dashboard=false", "--disable-usage-stats", *ports]
+
+    def start(self) -> "RayHead":
+        start = time.monotonic()
+        self.cwd.mkdir()
+        log = self.folder / "ray-head.out"
+        with open(log, "w") as out:
+            self.proc = subprocess.Popen(self.command(), cwd=self.cwd, env=cli_env({"RAY_USAGE_STATS_ENABLED": "0",
+                                                                                     **self.env}),
+                                         stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        while "Ray runtime started" not in log.read_text():
+            assert self.proc.poll() is None, f"ray start exited {self.proc.returncode}:\n{log.read_text()[-3000:]}"
+            assert time.monotonic() - start < 300, f"the Ray head did not start within 300 s:\n{log.read_text()[-3000:]}"
+            time.sleep(0.5)
+        self.bring_up_s = time.monotonic() - start
+        return self
+
+    def logs(self) -> str:
+        return (self.folder / "ray-head.out").read_text()[-3000:]
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            stop(self.proc, timeout=60)
 
 
 @contextmanager
