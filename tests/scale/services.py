@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import pwd
+import secrets
 import shutil
 import signal
 import socket
@@ -435,23 +436,27 @@ class SwiftS3:
 
 # -- Ray head ------------------------------------------------------------------------------
 #: the ports of ``ray start --head`` given free ones (Ray's defaults would collide with another head)
-RAY_PORT_OPTIONS = ("--node-manager-port", "--object-manager-port", "--ray-client-server-port",
+RAY_PORT_OPTIONS = ("--node-manager-port", "--object-manager-port", "--ray-client-server-port", "--dashboard-port",
                     "--dashboard-agent-grpc-port", "--dashboard-agent-listen-port", "--metrics-export-port",
                     "--runtime-env-agent-port")
+#: the head's object store (Ray's default is 30 % of the memory, in /dev/shm; a smoke sweep needs little)
+RAY_OBJECT_STORE_BYTES = 100_000_000
 
 
 class RayHead:
     """``ray start --head --block`` from ``python``'s environment (a venv with hydra-ray-launcher),
     as a user starts a head on a cluster node: in a working directory of its own (``cwd``), with an
-    environment of its own (``env``: e.g. another ``MLFLOW_TRACKING_URI``), on 127.0.0.1 with free
-    ports and a private ``--temp-dir``.  :meth:`stop` ends it by its PID: SIGTERM to the process
-    group of ``ray start``, whose children (GCS, raylet, workers) it takes down with it; never
-    ``ray stop``, which would stop every Ray on the machine."""
+    environment of its own (``env``: e.g. another ``MLFLOW_TRACKING_URI``), free ports and a private
+    ``--temp-dir``.  Ray's token authentication with a token of its own (``RAY_AUTH_TOKEN_PATH``
+    under ``folder``, never ``~/.ray/auth_token``); a client needs :attr:`client_env`.  :meth:`stop`
+    ends it by its PID: SIGTERM to the process group of ``ray start`` (GCS, raylet, workers), then
+    SIGKILL; never ``ray stop``, which would stop every Ray on the machine."""
 
     def __init__(self, folder: Path, python: Path, env: Optional[Dict[str, str]] = None) -> None:
         self.folder, self.python = folder, python
         self.cwd = folder / "head-cwd"
         self.env = env or {}
+        self.token = folder / "auth_token"
         self.port = free_port()
         self.address = f"127.0.0.1:{self.port}"
         self.proc: Optional[subprocess.Popen] = None
@@ -461,15 +466,22 @@ class RayHead:
         ports = [arg for option in RAY_PORT_OPTIONS for arg in (option, str(free_port()))]
         return [str(self.python.parent / "ray"), "start", "--head", "--block", f"--port={self.port}",
                 "--node-ip-address=127.0.0.1", f"--temp-dir={self.folder / 'ray'}", "--num-cpus=2",
-                "--include-dashboard=false", "--disable-usage-stats", *ports]
+                f"--object-store-memory={RAY_OBJECT_STORE_BYTES}", "--include-dashboard=false",
+                "--disable-usage-stats", *ports]
+
+    @property
+    def client_env(self) -> Dict[str, str]:
+        """What a driver (the sweep) needs to connect: the head's token."""
+        return {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(self.token), "RAY_USAGE_STATS_ENABLED": "0"}
 
     def start(self) -> "RayHead":
         start = time.monotonic()
         self.cwd.mkdir()
+        self.token.write_text(secrets.token_hex(32))
+        self.token.chmod(0o600)
         log = self.folder / "ray-head.out"
         with open(log, "w") as out:
-            self.proc = subprocess.Popen(self.command(), cwd=self.cwd, env=cli_env({"RAY_USAGE_STATS_ENABLED": "0",
-                                                                                     **self.env}),
+            self.proc = subprocess.Popen(self.command(), cwd=self.cwd, env=cli_env({**self.client_env, **self.env}),
                                          stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
         while "Ray runtime started" not in log.read_text():
             assert self.proc.poll() is None, f"ray start exited {self.proc.returncode}:\n{log.read_text()[-3000:]}"
@@ -483,7 +495,7 @@ class RayHead:
 
     def stop(self) -> None:
         if self.proc is not None:
-            stop(self.proc, timeout=60)
+            stop(self.proc)
 
 
 @contextmanager

@@ -112,7 +112,7 @@ def test_ray_head_sweep_into_mlflow_server_on_postgresql_with_s3_artifacts(tmp_p
         shutil.copytree(smoke_cache, tmp_path / "cache")
         proc, sweep_s = run_sweep(ray_python, tmp_path, "hydra/launcher=ray_head",
                                   f"hydra.launcher.ray.init.address={ray_head.address}",
-                                  env={"MLFLOW_TRACKING_URI": server.url})
+                                  env={"MLFLOW_TRACKING_URI": server.url, **ray_head.client_env})
         assert proc.returncode == 0, f"{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}\n{ray_head.logs()}"
         print(f"[ray] head up in {ray_head.bring_up_s:.1f} s, Swift S3 in {swift.bring_up_s:.1f} s, PostgreSQL in "
               f"{postgres.bring_up_s:.1f} s, mlflow server in {server.bring_up_s:.1f} s, 2-job sweep through the head "
