@@ -495,7 +495,7 @@ class RayHead:
 
     def stop(self) -> None:
         if self.proc is not None:
-            stop(self.proc)
+            stop(self.proc, timeout=10)  # ray start --block outlives SIGTERM for 30 s and more: then SIGKILL
 
 
 @contextmanager
