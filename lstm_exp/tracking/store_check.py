@@ -183,18 +183,29 @@ def tracking_error(uri: str, exc: BaseException) -> TrackingError:
     return TrackingError(f"the MLflow store {_redacted(uri)} failed ({type(exc).__name__}: {first})")
 
 
+#: where the exceptions of a failing store come from (MLflow's client, HTTP, SQL drivers, S3)
+STORE_EXCEPTION_MODULES = ("mlflow", "requests", "urllib3", "sqlalchemy", "sqlite3", "psycopg2", "psycopg",
+                           "botocore", "boto3")
+
+
+def is_store_failure(exc: BaseException) -> bool:
+    """Whether ``exc`` is the store's (raised by MLflow, HTTP, a database driver, or I/O)."""
+    return isinstance(exc, OSError) or type(exc).__module__.split(".")[0] in STORE_EXCEPTION_MODULES
+
+
 @contextmanager
 def store_calls(uri: str) -> Iterator[None]:
     """A block of tracking calls outside :class:`~lstm_exp.tracking.mlflow_run.MlflowRun` (the
-    lookup of an earlier measurement): what it raises while the store no longer answers
-    (:func:`store_works`) becomes one :class:`TrackingError` line naming the URI; what it raises
-    while the store answers is not the store's fault and propagates as it is."""
+    lookup of an earlier measurement): what the store raises (:func:`is_store_failure`), or
+    anything raised while the store no longer answers (:func:`store_works`), becomes one
+    :class:`TrackingError` line naming the URI; anything else is lstm_exp's own fault and
+    propagates as it is."""
     try:
         yield
     except LstmExpError:
         raise
     except Exception as exc:
-        if store_works(uri):
+        if not is_store_failure(exc) and store_works(uri):
             raise
         raise tracking_error(uri, exc) from None
 

@@ -16,6 +16,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 from contextlib import contextmanager
@@ -127,6 +128,57 @@ class MlflowServer:
 
     def artifacts_of(self, run_id: str) -> list[str]:
         return [f["path"] for f in self.rest(f"artifacts/list?run_id={run_id}").get("files", [])]
+
+
+class FailingProxy:
+    """An HTTP proxy in this process in front of ``upstream`` (an mlflow server) on 127.0.0.1 and a
+    free port: every request is passed on, except those ``fails(method, path, body)`` picks, which
+    get HTTP 503 as from a store that just went down.  :attr:`failed` counts them."""
+
+    def __init__(self, upstream: str, fails) -> None:
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def _forward(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                if fails(self.command, self.path, body):
+                    proxy.failed += 1
+                    return self._answer(503, b"store down", "text/plain")
+                request = urllib.request.Request(upstream + self.path, data=body or None, method=self.command,
+                                                 headers={"Content-Type": self.headers.get("Content-Type", "")})
+                try:
+                    with urllib.request.urlopen(request, timeout=60) as response:
+                        self._answer(response.status, response.read(), response.headers.get("Content-Type", ""))
+                except urllib.error.HTTPError as exc:
+                    self._answer(exc.code, exc.read(), exc.headers.get("Content-Type", ""))
+
+            def _answer(self, status: int, data: bytes, content_type: str) -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            do_GET = do_POST = do_PATCH = do_DELETE = do_PUT = _forward
+
+            def log_message(self, *args) -> None:  # quiet
+                pass
+
+        self.failed = 0
+        self.server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def __enter__(self) -> "FailingProxy":
+        import threading
+
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.shutdown()
+        self.server.server_close()
 
 
 def tags(run: dict) -> dict:

@@ -4,9 +4,11 @@ folders are made absolute against the launch folder before any job starts (``new
 ``cli_args.anchored``), so a job in another working directory writes where the sweep looks; a
 tracked job that cannot find its sweep's ``parent_run.json`` is refused with one line
 (``require_sweep_record``) instead of recording into its own environment's store; and the lookup
-of an earlier measurement (``app._reuse_earlier``) that meets a dead store is one tracking line."""
+of an earlier measurement (``app._reuse_earlier``) that meets a dead or failing store is one
+tracking line, also from the command (``services.FailingProxy`` answers 503 to the lookup alone)."""
 from __future__ import annotations
 
+import shutil
 import time
 from pathlib import Path
 
@@ -17,9 +19,10 @@ from lstm_exp.cli_args import anchored, checked_argv
 from lstm_exp.config_path import config_dir
 from lstm_exp.tracking.mlflow_run import MlflowRun
 from lstm_exp.tracking.store_check import HTTP_SETTINGS, StoreError, TrackingError, store_calls
+from lstm_exp.tracking.store import FINGERPRINT_TAG
 from lstm_exp.tracking.sweep import PARENT_FILE, SweepParent, require_sweep_record
 
-from services import free_port
+from services import SMOKE, FailingProxy, MlflowServer, error_lines, free_port, lstm_exp
 
 #: the issue's bound for a store where nothing listens (MLflow's own retries took 253 s)
 UNREACHABLE_S = 30
@@ -79,3 +82,25 @@ def test_a_failure_while_the_store_answers_is_not_blamed_on_the_store(tmp_path):
     with pytest.raises(KeyError):
         with store_calls(uri):
             raise KeyError("a bug, not the store")
+
+
+def test_a_store_that_fails_the_lookup_while_answering_probes_is_one_line_from_the_command(tmp_path, smoke_cache):
+    """The lookup of an earlier identical measurement (a sweep's job, before it runs) gets HTTP 503
+    from the store while the store's probe still answers: before, a raw traceback; now the job ends
+    with one tracking line naming the store, and the basic launcher's sweep stops, exit 1."""
+    server = MlflowServer(tmp_path, f"sqlite:///{tmp_path / 'server.db'}").start()
+    lookup = FINGERPRINT_TAG.encode()
+    try:
+        shutil.copytree(smoke_cache, tmp_path / "cache")
+        with FailingProxy(server.url, lambda method, path, body: path.endswith("runs/search") and lookup in body) as proxy:
+            start = time.monotonic()
+            proc = lstm_exp(tmp_path, *SMOKE, "batch=1,2", "-m", env={"MLFLOW_TRACKING_URI": proxy.url})
+            elapsed = time.monotonic() - start
+        output = proc.stdout + proc.stderr
+        assert proc.returncode == 1 and "Traceback" not in output, output[-5000:]
+        (line,) = error_lines(proc)
+        assert proxy.url in line and "503" in line and "python -m lstm_exp.sync" in line, line
+        assert proxy.failed >= 1
+        print(f"[store] reuse lookup answered 503: sweep ended in {elapsed:.1f} s: {line}")
+    finally:
+        server.stop()
