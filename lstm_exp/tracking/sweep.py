@@ -297,7 +297,8 @@ def summary_failed(exc: BaseException, sweep_dir: Path) -> None:
     """The end of a sweep whose summary failed (a fault of lstm_exp's, not of a job's): the
     traceback, one line, exit 1; the parent run ends FAILED (``lstm_exp.app.main``)."""
     log.error("the sweep's summary failed", exc_info=exc)
-    print(f"lstm_exp: error: the sweep's summary failed ({type(exc).__name__}: {exc}); the jobs' folders are under "
+    cause = (str(exc).strip().splitlines() or [""])[0][:300]
+    print(f"lstm_exp: error: the sweep's summary failed ({type(exc).__name__}: {cause}); the jobs' folders are under "
           f"{sweep_dir}; python -m lstm_exp.report rebuilds the table from the store", file=sys.stderr)
     raise SystemExit(1) from None
 
