@@ -59,7 +59,8 @@ from lstm_exp.tracking.params import job_params
 from lstm_exp.tracking.sink import JobRun, Sink, make_sinks
 from lstm_exp.tracking.store import FINGERPRINT_TAG, JOB_NUM_TAG, OVERRIDES_TAG, ROLE_TAG, SWEEP_TAG
 from lstm_exp.tracking.store_check import TrackingError
-from lstm_exp.tracking.sweep import PARENT_FILE, SweepParent, end_open_parents, job_run_name, launcher_info
+from lstm_exp.tracking.sweep import (PARENT_FILE, SweepParent, end_open_parents, job_run_name, launcher_info,
+                                     require_sweep_record)
 
 log = logging.getLogger("lstm_exp")
 
@@ -79,9 +80,10 @@ def new_folder(base: str) -> str:
     shells, a scheduler) never share a folder, on one machine or on a shared file system, and a
     rerun never writes into an earlier run's folder.  Cached (``use_cache``) like Hydra's ``now``,
     so every place that reads the dir in this process (and the sweep's jobs, which get a copy of
-    the cache) sees the same folder.
+    the cache) sees the same folder.  Absolute, resolved against the launch folder: a job that runs
+    in another working directory (a Ray head's, a batch node's) writes into the sweep's folder.
     """
-    path = Path(base)
+    path = Path(base).absolute()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         for number in itertools.count():
@@ -151,7 +153,10 @@ def run_job(cfg: DictConfig) -> Optional[float]:
         return None
     run = _job_run(cfg, job, plain, identity, parent, sinks)
     if job.multirun and exp is not None and not exp.force and exp.stage in ("all", "infer"):
-        reused = _reuse(sinks, run)
+        try:
+            reused = _reuse(sinks, run)
+        except TrackingError as err:
+            return _tracking_failed(err, job.job_dir, job.multirun)
         if reused is not None:
             return reused.accuracy.per
     return _run(cfg, job, run, sinks, error)
@@ -170,6 +175,8 @@ def _usable_sinks(cfg: DictConfig, job: HydraJob, parent: Optional[SweepParent])
     (in a sweep) or exit 1 (a single run) after one ``lstm_exp: error:`` line when one cannot be used."""
     try:
         sinks = make_sinks(cfg.tracking.get("sinks"))
+        if job.multirun and any(sink.needs_sweep_record for sink in sinks):
+            require_sweep_record(job.job_dir, parent)
         for sink in sinks:
             sink.bind(parent)
             sink.check()
@@ -361,7 +368,7 @@ def _checked_command_line() -> None:
     """The argv checks of :mod:`lstm_exp.cli_args`: one ``lstm_exp: error:`` line and exit 1, before
     Hydra composes anything (no run folder, no MLflow run)."""
     try:
-        sys.argv[1:] = checked_argv(sys.argv[1:], CONFIG_DIR)
+        sys.argv[1:] = checked_argv(sys.argv[1:], CONFIG_DIR, Path.cwd())
         check_launch_folder(sys.argv[1:], Path.cwd())
     except LstmExpError as err:
         print(f"lstm_exp: error: {err}", file=sys.stderr)

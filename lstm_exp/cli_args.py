@@ -9,6 +9,10 @@
   composes, ignores the value and runs the default backend.  ``+key=``/``++key=``/``~key``
   (Hydra's explicit add/force/delete) are left to Hydra.
 * ``key=~/x`` gets the home folder, as ``data.root="~/x"`` does at validation.
+* A relative folder given to a key of :data:`LAUNCH_RELATIVE_KEYS` (``hydra.sweep.dir=my_sweep``,
+  ``paths.cache_dir=cache2``) is made absolute against the launch folder here, once: a sweep's job
+  that runs in another working directory (a Ray head's, a batch node's) writes its folder, reads
+  the stage cache and finds ``parent_run.json`` where the sweep put them.
 * :func:`check_launch_folder`: a run writes ``outputs/``, ``multirun/``, ``cache/`` and
   ``mlflow.db`` into the folder it is started from; a folder it cannot write to is one line
   before Hydra makes any folder (Hydra's resolver otherwise fails in its error formatting).
@@ -22,8 +26,9 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import os
+import re
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable, Optional, Sequence
 
 from lstm_exp.errors import ConfigError
 
@@ -38,6 +43,10 @@ NO_RUN_OPTIONS = frozenset({"--help", "-h", "--hydra-help", "--version", "--cfg"
 MULTIRUN_OPTIONS = frozenset({"--multirun", "-m"})
 #: overrides that name the run folder themselves (then it is the user's, not the launch folder's)
 RUN_DIR_KEYS = ("hydra.run.dir", "hydra.sweep.dir")
+#: folders a relative value of which means "under the launch folder" (made absolute before Hydra)
+LAUNCH_RELATIVE_KEYS = (*RUN_DIR_KEYS, "paths.root", "paths.cache_dir")
+#: characters of a folder name kept as it is in an override (Hydra's grammar reads them unquoted)
+_PLAIN_PATH = re.compile(r"[\w./@+-]+")
 
 
 def split_argv(args: Sequence[str]) -> tuple[list[str], list[str]]:
@@ -109,12 +118,24 @@ def expand_home(override: str) -> str:
     return override
 
 
-def checked_argv(args: Sequence[str], config_dir: Path) -> list[str]:
-    """``args`` with the overrides first (``~`` expanded), once their names are checked."""
+def anchored(override: str, launch: Path) -> str:
+    """``hydra.sweep.dir=x`` -> ``hydra.sweep.dir=<launch>/x`` for :data:`LAUNCH_RELATIVE_KEYS`; a
+    value with Hydra syntax (interpolation, sweep, quotes) is left to Hydra as written."""
+    key, equals, value = override.partition("=")
+    if not equals or key not in LAUNCH_RELATIVE_KEYS or not value or not _PLAIN_PATH.fullmatch(value):
+        return override
+    absolute = str(launch / value) if not os.path.isabs(value) else value
+    return f"{key}={absolute}" if _PLAIN_PATH.fullmatch(absolute) else override
+
+
+def checked_argv(args: Sequence[str], config_dir: Path, launch: Optional[Path] = None) -> list[str]:
+    """``args`` with the overrides first (``~`` expanded, launch-relative folders made absolute
+    against ``launch``), once their names are checked."""
     overrides, options = split_argv(args)
     if not ({"--shell-completion", "-sc"} & set(options)):
         check_override_names(overrides, config_dir)
-    return [expand_home(o) for o in overrides] + options
+    expanded = [expand_home(o) for o in overrides]
+    return [anchored(o, launch) for o in expanded] + options if launch else expanded + options
 
 
 def check_launch_folder(args: Sequence[str], launch: Path) -> None:

@@ -312,7 +312,6 @@ def evaluate_job(exp: Any, pipeline: Any, examples: Optional[Sequence[Example]] 
     plugin = plugin_for(exp.backend.name)
     job = scenario_job(exp, pipeline, examples, job_dir)
     backend = plugin.create(exp.backend)
-    variant = exp.backend.variant()
     # the plugin names the reference (the checkpoint, fp32, on the variant's kind of device)
     reference = plugin.parity_reference(exp.backend) if exp.infer.parity else None
     infer = exp.infer

@@ -21,7 +21,7 @@ from typing import Any, Mapping, Optional
 from lstm_exp.report.job import JobReport
 from lstm_exp.tracking.mlflow_run import MlflowRun, PendingUpload, default_tracking_uri, upload_report
 from lstm_exp.tracking.sink import JobRun, Sink
-from lstm_exp.tracking.store_check import TrackingError, check_store
+from lstm_exp.tracking.store_check import TrackingError, check_store, store_calls
 
 #: the ``_target_`` of this sink in ``configs/tracking/*.yaml`` (how the sweep callback finds it)
 TARGET = "lstm_exp.tracking.mlflow_sink.MlflowSink"
@@ -29,6 +29,9 @@ TARGET = "lstm_exp.tracking.mlflow_sink.MlflowSink"
 
 class MlflowSink(Sink):
     """One MLflow run per job (see the module docstring)."""
+
+    #: a sweep's job records under the parent of its sweep's ``parent_run.json``, so it must find it
+    needs_sweep_record = True
 
     def __init__(self, tracking_uri: Optional[str] = None, experiment_name: str = "lstm_exp",
                  log_artifacts: bool = True, root: str = ".") -> None:
@@ -124,16 +127,18 @@ def _reuse_earlier(tracker: MlflowSink, fingerprint: str, parent: Any, job_num: 
                                          copy_reused_run, ensure_experiment, find_finished_run, measured_at,
                                          report_from_run)
 
-    mlflow_client = client(tracker.tracking_uri)
-    earlier = find_finished_run(mlflow_client, ensure_experiment(mlflow_client, tracker.experiment_name), fingerprint)
-    if earlier is None:
-        return None
-    report = report_from_run(earlier, status=REUSED, job_num=job_num)
-    report.reused_from = earlier.data.tags.get(REUSED_FROM_TAG) or earlier.info.run_id
-    report.overrides, report.job_dir, report.measured_at = tags[OVERRIDES_TAG], str(job_dir), measured_at(earlier)
-    if parent is not None:
-        report.run_name = run_name + REUSED_SUFFIX
-        report.run_id = copy_reused_run(mlflow_client, earlier, parent.run_id, report.run_name, tags)
+    with store_calls(tracker.tracking_uri):  # a store that dies now: one TrackingError line
+        mlflow_client = client(tracker.tracking_uri)
+        earlier = find_finished_run(mlflow_client, ensure_experiment(mlflow_client, tracker.experiment_name),
+                                    fingerprint)
+        if earlier is None:
+            return None
+        report = report_from_run(earlier, status=REUSED, job_num=job_num)
+        report.reused_from = earlier.data.tags.get(REUSED_FROM_TAG) or earlier.info.run_id
+        report.overrides, report.job_dir, report.measured_at = tags[OVERRIDES_TAG], str(job_dir), measured_at(earlier)
+        if parent is not None:
+            report.run_name = run_name + REUSED_SUFFIX
+            report.run_id = copy_reused_run(mlflow_client, earlier, parent.run_id, report.run_name, tags)
     print(f"lstm_exp: skip job {job_num} ({tags[OVERRIDES_TAG] or 'defaults'}): identical config FINISHED as run "
           f"{report.reused_from} (measured {report.measured_at}); force=true recomputes")
     return report

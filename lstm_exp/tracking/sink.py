@@ -54,6 +54,9 @@ class Sink:
 
     #: the run id this sink gave the job (written into the report), None if it has none
     run_id: Optional[str] = None
+    #: a sweep's job is refused when it cannot find its sweep's ``parent_run.json`` (it runs where
+    #: the sweep's folder is not): :func:`lstm_exp.tracking.sweep.require_sweep_record`
+    needs_sweep_record: bool = False
 
     def check(self) -> None:
         """Raise ``StoreError`` (one line) when the sink cannot be used; called before any work."""

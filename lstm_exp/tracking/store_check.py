@@ -9,7 +9,8 @@ seconds (a probe with a :data:`PROBE_TIMEOUT_S` timeout; MLflow itself would ret
 :func:`short_http_retries` sets ``MLFLOW_HTTP_REQUEST_TIMEOUT`` / ``MLFLOW_HTTP_REQUEST_MAX_RETRIES``
 / ``MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR`` (unless the user set them), so that a server that dies
 mid-sweep costs each call seconds, not the 4+ minutes of MLflow's defaults.  :func:`tracking_error`
-turns whatever a failed tracking call raised into one :class:`TrackingError` line naming the URI.
+turns whatever a failed tracking call raised into one :class:`TrackingError` line naming the URI;
+:func:`store_calls` does it for a block of calls when the store no longer answers.
 """
 from __future__ import annotations
 
@@ -19,8 +20,9 @@ import sqlite3
 import sys
 import urllib.error
 import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Optional
+from typing import Iterator, Optional
 
 from lstm_exp.errors import LstmExpError
 
@@ -179,6 +181,33 @@ def tracking_error(uri: str, exc: BaseException) -> TrackingError:
     text = str(exc).strip()
     first = text.splitlines()[0][:300] if text else type(exc).__name__
     return TrackingError(f"the MLflow store {_redacted(uri)} failed ({type(exc).__name__}: {first})")
+
+
+#: where the exceptions of a failing store come from (MLflow's client, HTTP, SQL drivers, S3)
+STORE_EXCEPTION_MODULES = ("mlflow", "requests", "urllib3", "sqlalchemy", "sqlite3", "psycopg2", "psycopg",
+                           "botocore", "boto3")
+
+
+def is_store_failure(exc: BaseException) -> bool:
+    """Whether ``exc`` is the store's (raised by MLflow, HTTP, a database driver, or I/O)."""
+    return isinstance(exc, OSError) or type(exc).__module__.split(".")[0] in STORE_EXCEPTION_MODULES
+
+
+@contextmanager
+def store_calls(uri: str) -> Iterator[None]:
+    """A block of tracking calls outside :class:`~lstm_exp.tracking.mlflow_run.MlflowRun` (the
+    lookup of an earlier measurement): what the store raises (:func:`is_store_failure`), or
+    anything raised while the store no longer answers (:func:`store_works`), becomes one
+    :class:`TrackingError` line naming the URI; anything else is lstm_exp's own fault and
+    propagates as it is."""
+    try:
+        yield
+    except LstmExpError:
+        raise
+    except Exception as exc:
+        if not is_store_failure(exc) and store_works(uri):
+            raise
+        raise tracking_error(uri, exc) from None
 
 
 def check_store_or_exit(uri: str) -> None:

@@ -65,6 +65,19 @@ class SweepParent:
         return None
 
 
+def require_sweep_record(job_dir: Path, parent: Optional[SweepParent]) -> None:
+    """A tracked sweep's job must find its sweep's ``parent_run.json`` (:meth:`SweepParent.find`):
+    without it the job runs where the sweep's folder is not (another machine's disk, or a relative
+    ``hydra.sweep.dir`` read in another working directory), and it is refused with one line rather
+    than recorded into whatever store its own environment names."""
+    if parent is None:
+        raise store_check.StoreError(
+            f"job folder {job_dir}: no {PARENT_FILE} in it or above it, so this job cannot find its sweep's store, "
+            "experiment and parent run: the process that runs it does not see the sweep's folder; put the launch "
+            "folder on a filesystem every node mounts at the same path (and launch from there), or run the sweep "
+            "with the basic launcher")
+
+
 def launcher_info(launcher_cfg: Any) -> tuple[str, str]:
     """(launcher name, how many jobs run at the same time on one machine: "1", "<n>" or "all")."""
     target = str(launcher_cfg.get("_target_", "")) if launcher_cfg is not None else ""
@@ -224,15 +237,17 @@ class SweepCallback(Callback):
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         """The sweep's summary; a store that failed meanwhile is one line and exit 1 (the jobs'
-        results stay in their folders for ``python -m lstm_exp.sync``)."""
+        results stay in their folders for ``python -m lstm_exp.sync``); any other failure of the
+        summary is its traceback, one line and exit 1 (Hydra would turn the exception into a
+        warning and exit 0: a sweep that passes for a success)."""
         try:
             self._end_sweep(config)
         except Exception as exc:
             enabled, uri, _ = _tracking_settings(config)
-            if not (enabled and self.parent_run_id) or store_check.store_works(uri):
-                raise
-            _OPEN_PARENTS.pop(self.parent_run_id, None)  # left RUNNING: sync ends it, no retries now
-            store_check.sweep_store_failed(uri, exc, _sweep_dir(config))
+            if enabled and self.parent_run_id and not store_check.store_works(uri):
+                _OPEN_PARENTS.pop(self.parent_run_id, None)  # left RUNNING: sync ends it, no retries now
+                store_check.sweep_store_failed(uri, exc, _sweep_dir(config))
+            summary_failed(exc, _sweep_dir(config))
 
     def _end_sweep(self, config: DictConfig) -> None:
         from lstm_exp.report.sweep import SweepSummary, sweep_title
@@ -280,6 +295,16 @@ class SweepCallback(Callback):
                 print(f"  {line}", file=sys.stderr)
         if summary.failed or bad_baseline:
             raise SystemExit(1)
+
+
+def summary_failed(exc: BaseException, sweep_dir: Path) -> None:
+    """The end of a sweep whose summary failed (a fault of lstm_exp's, not of a job's): the
+    traceback, one line, exit 1; the parent run ends FAILED (``lstm_exp.app.main``)."""
+    log.error("the sweep's summary failed", exc_info=exc)
+    cause = (str(exc).strip().splitlines() or [""])[0][:300]
+    print(f"lstm_exp: error: the sweep's summary failed ({type(exc).__name__}: {cause}); the jobs' folders are under "
+          f"{sweep_dir}; python -m lstm_exp.report rebuilds the table from the store", file=sys.stderr)
+    raise SystemExit(1) from None
 
 
 def _check_baseline(summary) -> bool:
@@ -355,6 +380,7 @@ def _write_views(mlflow_client, parent, summary) -> str:
     axes = ["variant", "batch", *[a for a in ("batching", "precision", "decode", "model") if summary.varies(a)]]
     charts = views.sweep_charts(summary.variants, _spans_decade([r.throughput.utt_s for r in summary.done]),
                                 _spans_decade([r.infer_ms.p50 for r in summary.done]))
+    charts = [chart for chart in charts if chart.metrics]  # no variant came back: no per-variant series
     experiment_id = parent.info.experiment_id
     view_id = views.write_view(mlflow_client, experiment_id, parent.info.run_id, parent.info.run_name,
                                views.view_state(views.sweep_filter(parent.info.run_id), axes, metrics, charts))

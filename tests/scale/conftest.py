@@ -9,7 +9,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from services import SMOKE, Postgres, lstm_exp, running  # noqa: E402
+from services import SMOKE, Postgres, SwiftS3, lstm_exp, running  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -28,3 +28,10 @@ def postgres():
         yield server
 
 
+
+
+@pytest.fixture()
+def swift():
+    """OpenStack Swift's S3 API (services.SwiftS3), stopped by its PIDs and removed after the test."""
+    with running(SwiftS3, "lstm_exp-swift-") as store:
+        yield store

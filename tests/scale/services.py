@@ -1,19 +1,22 @@
 """Services the team-scale tests bring up for real, each on 127.0.0.1 with a free port and private
-folders, and stop by PID: an ``mlflow server`` (SQLite or PostgreSQL backend store) and PostgreSQL
+folders, and stop by PID: an ``mlflow server`` (SQLite or PostgreSQL backend store), PostgreSQL
 itself (Debian's ``postgresql``: initdb / pg_ctl as a non-root user, its socket in a private
-folder).  Helpers to run lstm_exp's commands and read a server over REST.
+folder), a one-node SLURM cluster, Swift's S3 API and a Ray head (``ray start --head``).  Helpers to run
+lstm_exp's commands and read a server over REST.
 """
 from __future__ import annotations
 
 import json
 import os
 import pwd
+import secrets
 import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 from contextlib import contextmanager
@@ -125,6 +128,57 @@ class MlflowServer:
 
     def artifacts_of(self, run_id: str) -> list[str]:
         return [f["path"] for f in self.rest(f"artifacts/list?run_id={run_id}").get("files", [])]
+
+
+class FailingProxy:
+    """An HTTP proxy in this process in front of ``upstream`` (an mlflow server) on 127.0.0.1 and a
+    free port: every request is passed on, except those ``fails(method, path, body)`` picks, which
+    get HTTP 503 as from a store that just went down.  :attr:`failed` counts them."""
+
+    def __init__(self, upstream: str, fails) -> None:
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def _forward(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                if fails(self.command, self.path, body):
+                    proxy.failed += 1
+                    return self._answer(503, b"store down", "text/plain")
+                request = urllib.request.Request(upstream + self.path, data=body or None, method=self.command,
+                                                 headers={"Content-Type": self.headers.get("Content-Type", "")})
+                try:
+                    with urllib.request.urlopen(request, timeout=60) as response:
+                        self._answer(response.status, response.read(), response.headers.get("Content-Type", ""))
+                except urllib.error.HTTPError as exc:
+                    self._answer(exc.code, exc.read(), exc.headers.get("Content-Type", ""))
+
+            def _answer(self, status: int, data: bytes, content_type: str) -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            do_GET = do_POST = do_PATCH = do_DELETE = do_PUT = _forward
+
+            def log_message(self, *args) -> None:  # quiet
+                pass
+
+        self.failed = 0
+        self.server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def __enter__(self) -> "FailingProxy":
+        import threading
+
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.shutdown()
+        self.server.server_close()
 
 
 def tags(run: dict) -> dict:
@@ -430,6 +484,70 @@ class SwiftS3:
     def stop(self) -> None:
         for proc in reversed(self.procs):
             stop(proc)
+
+
+# -- Ray head ------------------------------------------------------------------------------
+#: the ports of ``ray start --head`` given free ones (Ray's defaults would collide with another head)
+RAY_PORT_OPTIONS = ("--node-manager-port", "--object-manager-port", "--ray-client-server-port", "--dashboard-port",
+                    "--dashboard-agent-grpc-port", "--dashboard-agent-listen-port", "--metrics-export-port",
+                    "--runtime-env-agent-port")
+#: the head's object store (Ray's default is 30 % of the memory, in /dev/shm; a smoke sweep needs little)
+RAY_OBJECT_STORE_BYTES = 100_000_000
+
+
+class RayHead:
+    """``ray start --head --block`` from ``python``'s environment (a venv with hydra-ray-launcher),
+    as a user starts a head on a cluster node: in a working directory of its own (``cwd``), with an
+    environment of its own (``env``: e.g. another ``MLFLOW_TRACKING_URI``), free ports and a private
+    ``--temp-dir``.  Ray's token authentication with a token of its own (``RAY_AUTH_TOKEN_PATH``
+    under ``folder``, never ``~/.ray/auth_token``); a client needs :attr:`client_env`.  :meth:`stop`
+    ends it by its PID: SIGTERM to the process group of ``ray start`` (GCS, raylet, workers), then
+    SIGKILL; never ``ray stop``, which would stop every Ray on the machine."""
+
+    def __init__(self, folder: Path, python: Path, env: Optional[Dict[str, str]] = None) -> None:
+        self.folder, self.python = folder, python
+        self.cwd = folder / "head-cwd"
+        self.env = env or {}
+        self.token = folder / "auth_token"
+        self.port = free_port()
+        self.address = f"127.0.0.1:{self.port}"
+        self.proc: Optional[subprocess.Popen] = None
+        self.bring_up_s: Optional[float] = None
+
+    def command(self) -> list:
+        ports = [arg for option in RAY_PORT_OPTIONS for arg in (option, str(free_port()))]
+        return [str(self.python.parent / "ray"), "start", "--head", "--block", f"--port={self.port}",
+                "--node-ip-address=127.0.0.1", f"--temp-dir={self.folder / 'ray'}", "--num-cpus=2",
+                f"--object-store-memory={RAY_OBJECT_STORE_BYTES}", "--include-dashboard=false",
+                "--disable-usage-stats", *ports]
+
+    @property
+    def client_env(self) -> Dict[str, str]:
+        """What a driver (the sweep) needs to connect: the head's token."""
+        return {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(self.token), "RAY_USAGE_STATS_ENABLED": "0"}
+
+    def start(self) -> "RayHead":
+        start = time.monotonic()
+        self.cwd.mkdir()
+        self.token.write_text(secrets.token_hex(32))
+        self.token.chmod(0o600)
+        log = self.folder / "ray-head.out"
+        with open(log, "w") as out:
+            self.proc = subprocess.Popen(self.command(), cwd=self.cwd, env=cli_env({**self.client_env, **self.env}),
+                                         stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        while "Ray runtime started" not in log.read_text():
+            assert self.proc.poll() is None, f"ray start exited {self.proc.returncode}:\n{log.read_text()[-3000:]}"
+            assert time.monotonic() - start < 300, f"the Ray head did not start within 300 s:\n{log.read_text()[-3000:]}"
+            time.sleep(0.5)
+        self.bring_up_s = time.monotonic() - start
+        return self
+
+    def logs(self) -> str:
+        return (self.folder / "ray-head.out").read_text()[-3000:]
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            stop(self.proc, timeout=10)  # ray start --block outlives SIGTERM for 30 s and more: then SIGKILL
 
 
 @contextmanager

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from services import (SMOKE, MlflowServer, Slurm, SwiftS3, lstm_exp, postgres_bin, slurm_missing, swift_missing,
+from services import (SMOKE, MlflowServer, Slurm, lstm_exp, postgres_bin, slurm_missing, swift_missing,
                       running, sweep_runs, tags)
 
 pytest.importorskip("hydra_plugins.hydra_submitit_launcher", reason="pip install -e '.[test]' (hydra-submitit-launcher)")
@@ -27,12 +27,6 @@ pytestmark = [
                                                       ".ci/run installs them)"),
 ]
 BUCKET = "mlflow"
-
-
-@pytest.fixture()
-def swift():
-    with running(SwiftS3, "lstm_exp-swift-") as store:
-        yield store
 
 
 @pytest.fixture()

@@ -66,3 +66,44 @@ def test_concurrent_jobs_is_measured_from_the_runs_times(intervals, expected):
             return runs
     parent = SimpleNamespace(info=SimpleNamespace(experiment_id="0", run_id="p1"))
     assert concurrent_jobs_measured(Client(), parent) == expected
+
+
+def _tracked_config(tmp_path, task):
+    config = _config(tmp_path / "multirun" / "sweep", task)
+    config.tracking = {"enabled": True, "tracking_uri": f"sqlite:///{tmp_path / 'mlflow.db'}",
+                       "experiment_name": "lstm_exp"}
+    config.hydra.launcher = {"_target_": "hydra_plugins.hydra_ray_launcher.ray_launcher.RayLauncher"}
+    return config
+
+
+def test_a_tracked_sweep_whose_jobs_left_nothing_fails_and_ends_its_parent_failed(tmp_path, monkeypatch, capsys):
+    """A Ray head's jobs that ran in the head's folder and store: the parent has no child. The
+    sweep's answer on the parent (its saved view had a chart without series) raised, Hydra turned
+    it into a warning, and the sweep printed an empty table and exited 0."""
+    from lstm_exp.tracking.store import client
+
+    monkeypatch.setattr("lstm_exp.sweep_checks.check_sweep_start", lambda config, sweep_dir: None)
+    config = _tracked_config(tmp_path, ["batch=1,2"])
+    callback = SweepCallback(plots=True)
+    callback.on_multirun_start(config)
+    with pytest.raises(SystemExit) as exit_info:
+        callback.on_multirun_end(config)
+    assert exit_info.value.code == 1
+    assert "2 of 2 launched job(s) returned no result" in capsys.readouterr().err
+    parent = client(config.tracking.tracking_uri).get_run(callback.parent_run_id)
+    assert parent.info.status == "FAILED"
+
+
+def test_a_summary_that_fails_is_one_line_and_exit_1_not_a_warning(tmp_path, monkeypatch, capsys):
+    config = _config(tmp_path, ["batch=1,2"])
+    callback = SweepCallback(plots=False)
+
+    def broken(config):
+        raise IndexError("tuple index out of range")
+    monkeypatch.setattr(callback, "_end_sweep", broken)
+    with pytest.raises(SystemExit) as exit_info:
+        callback.on_multirun_end(config)
+    assert exit_info.value.code == 1
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("lstm_exp: error:")]
+    assert lines == [f"lstm_exp: error: the sweep's summary failed (IndexError: tuple index out of range); the jobs' "
+                     f"folders are under {tmp_path}; python -m lstm_exp.report rebuilds the table from the store"]
