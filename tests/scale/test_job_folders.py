@@ -4,7 +4,7 @@ folders are made absolute against the launch folder before any job starts (``new
 ``cli_args.anchored``), so a job in another working directory writes where the sweep looks; a
 tracked job that cannot find its sweep's ``parent_run.json`` is refused with one line
 (``require_sweep_record``) instead of recording into its own environment's store; and the lookup
-of an earlier measurement (``app._reuse_earlier``) that meets a dead or failing store is one
+of an earlier measurement (``tracking.mlflow_sink._reuse_earlier``) that meets a dead or failing store is one
 tracking line, also from the command (``services.FailingProxy`` answers 503 to the lookup alone)."""
 from __future__ import annotations
 
@@ -14,10 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from lstm_exp.app import _reuse_earlier, new_folder
+from lstm_exp.app import new_folder
 from lstm_exp.cli_args import anchored, checked_argv
 from lstm_exp.config_path import config_dir
 from lstm_exp.tracking.mlflow_run import MlflowRun
+from lstm_exp.tracking.mlflow_sink import _reuse_earlier
 from lstm_exp.tracking.store_check import HTTP_SETTINGS, StoreError, TrackingError, store_calls
 from lstm_exp.tracking.store import FINGERPRINT_TAG
 from lstm_exp.tracking.sweep import PARENT_FILE, SweepParent, require_sweep_record
