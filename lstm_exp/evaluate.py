@@ -79,7 +79,8 @@ def _check_finite(variant: str, batch: Batch, log_probs: np.ndarray) -> None:
     """Refuse NaN / inf log-probs: decoding them gives a silently wrong hypothesis."""
     found = non_finite(log_probs)
     if found:
-        precision = variant.rsplit("-", 1)[-1]
+        parts = variant.split("-")  # <backend>-<device>-<precision>[-options]
+        precision = parts[2] if len(parts) > 2 else parts[-1]
         raise DataError(
             f"backend {variant} returned non-finite log-probs ({found}) for the batch of {len(batch.ids)} utterances "
             f"starting at {batch.ids[0]}, precision {precision}: the model's outputs overflow (check the checkpoint's "

@@ -78,7 +78,7 @@ def preflight(exp: Any) -> None:
 
 
 def variant_of(backend: Any) -> str:
-    """``<backend>-<device>-<precision>``: the backend config's own ``variant()``."""
+    """``<backend>-<device>-<precision>[-options]``: the backend config's own ``variant()``."""
     return str(backend.variant())
 
 
@@ -92,7 +92,8 @@ def identity_of(exp: Any) -> dict:
         # an ONNX made elsewhere replaces the configured model
         "model": f"onnx_file:{Path(exp.export.onnx_file).name}" if exp.export.onnx_file else exp.model.name,
         "batching": f"fixed{exp.infer.pad_to}" if batching == "fixed" else batching,
-        "precision": variant.rsplit("-", 1)[-1],
+        # <backend>-<device>-<precision>[-options]: torch's options (tf32, split, graph) follow it
+        "precision": (variant.split("-")[2:] or [variant])[0],
         "stage": exp.stage,
     }
 
