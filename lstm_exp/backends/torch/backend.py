@@ -7,9 +7,12 @@ as float32 on the host.
 
 Precision: fp16 and bf16 on CUDA cast the model and its input.  bf16 on CPU runs the fp32 model
 under ``torch.autocast('cpu', dtype=torch.bfloat16)``: its convolutions, matmuls and the
-mkldnn LSTM layers compute in bf16 while BatchNorm and log-softmax stay fp32.  Autocast was
-chosen over casting the model because it was faster on this project's CPU (see the README,
-"GPU variants and torch CPU bf16"), and it keeps the numerically sensitive head in fp32.
+mkldnn LSTM layers compute in bf16 while BatchNorm and log-softmax stay fp32.  Autocast rather
+than casting the model: the two ran at the same speed within the noise of a shared 2-core AVX2
+VM without native bf16 (both about 10x slower than fp32 there: bf16 is emulated, and the backend
+warns), and autocast keeps BatchNorm statistics and the head in fp32; on a CPU with
+AVX512-BF16 (issue 22's Zen 4) autocast ran 1.6x faster than fp32.  See the README, "GPU variants
+and torch CPU bf16".
 
 The network: ``backend.lstm_form=split_direction`` rebuilds the loaded stock checkpoint with
 :func:`lstm_exp.model.split_lstm.split_direction` (same weights).  ``backend.cuda_graphs=true``
@@ -21,6 +24,7 @@ static input buffer before the clock starts.
 from __future__ import annotations
 
 import contextlib
+import logging
 import time
 from pathlib import Path
 from typing import Optional
@@ -32,7 +36,12 @@ from lstm_exp.backends.base import Backend, RunOutput
 from lstm_exp.errors import MissingDependencyError
 from lstm_exp.model import load_checkpoint
 
+log = logging.getLogger("lstm_exp")
+
 _DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+#: /proc/cpuinfo flags of CPUs that compute bf16 natively (AVX512-BF16, AMX); without them bf16 is emulated
+BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
+CPUINFO = Path("/proc/cpuinfo")
 #: eager runs on a side stream before a graph is captured (cuDNN / cuBLAS lazy initialisation)
 GRAPH_WARMUP_RUNS = 3
 
@@ -40,6 +49,18 @@ GRAPH_WARMUP_RUNS = 3
 def uses_cpu_autocast(device: torch.device, precision: str) -> bool:
     """bf16 on CPU runs the fp32 model under autocast; every other precision casts the model."""
     return device.type == "cpu" and precision == "bf16"
+
+
+def cpu_bf16_native() -> str:
+    """``true`` / ``false``: whether the CPU computes bf16 natively (its cpuinfo flags); ``unknown`` off Linux."""
+    try:
+        flags = next((line.split(":", 1)[1].split() for line in CPUINFO.read_text().splitlines()
+                      if line.startswith("flags")), None)
+    except OSError:
+        flags = None
+    if flags is None:
+        return "unknown"
+    return str(any(flag in flags for flag in BF16_CPU_FLAGS)).lower()
 
 
 class CudaGraphs:
@@ -102,6 +123,9 @@ class TorchBackend(Backend):
     def load(self, artifact: Path) -> None:
         if self.device.type == "cpu" and self.cfg.num_threads > 0:
             torch.set_num_threads(self.cfg.num_threads)
+        if self.autocast and cpu_bf16_native() == "false":
+            log.warning("backend.precision=bf16 on a CPU without AVX512-BF16 or AMX (none in %s): torch emulates bf16, "
+                        "which is slower than fp32 here; it is measured as asked", CPUINFO)
         if self.device.type == "cuda":
             allow = bool(getattr(self.cfg, "allow_tf32", False))
             torch.backends.cuda.matmul.allow_tf32 = allow
@@ -170,6 +194,8 @@ class TorchBackend(Backend):
                 "cuda_graphs": str(bool(getattr(self.cfg, "cuda_graphs", False))),
                 "allow_tf32": str(bool(getattr(self.cfg, "allow_tf32", False))),
                 "precision_mode": "autocast" if self.autocast else "cast"}
+        if self.autocast:
+            tags["cpu_bf16_native"] = cpu_bf16_native()
         if device == "cuda":
             tags["device_name"] = torch.cuda.get_device_name(self.device)
             tags["cuda"] = str(torch.version.cuda)
