@@ -1,177 +1,162 @@
-"""Every GPU inference variant of the recipe-size network, batch by batch, in one process.
+"""The GPU inference variants of the recipe-size network through lstm_exp's own backends, batch by batch.
 
     python benchmarks/bench_gpu.py                                   # random weights: speed only
     python benchmarks/bench_gpu.py --checkpoint cache/train/<key>/model.pt --prepared cache/prepare/<key>
-    python benchmarks/bench_gpu.py --variants torch-cuda-fp16,onnxruntime-cuda-fp32 --batches 1,16,256
+    python benchmarks/bench_gpu.py --variants torch-cuda-fp16-split-graph,onnxruntime-cuda-fp32 --batches 1,16,256
+    python benchmarks/bench_gpu.py --device cpu                      # CPU dry run: tiny network, CPU variants
+
+A driver, not a runner: each variant name is the framework's own (``TorchBackendConfig.variant()``,
+``OnnxRuntimeBackendConfig.variant()``), turned into ``backend.*`` overrides, composed and
+validated through :func:`lstm_exp.experiment.load_config` / ``validate`` (so the name must
+round-trip), created by the backend's plugin and loaded on a checkpoint (torch) or its ONNX
+export (onnxruntime), exactly as ``python -m lstm_exp backend=... `` runs it.
 
 What is timed (each figure says which):
 
-* ``infer_ms`` - the model execute only. torch: the input already on the device, CUDA events
-  recorded around the forward pass (or the graph replay), read after the end event completes.
-  onnxruntime: input and output bound to pre-allocated device buffers (io binding); wall time
-  around ``run_with_iobinding`` after the inputs were synchronised, the outputs synchronised
-  before the clock stops. p50 and p99 over ``--repeats`` timed runs after ``--warmup`` runs;
-  the inputs rotate over three random batches (never zeros).
-* ``e2e_ms`` - host numpy in, host numpy out: pageable host->device copy, the model, device->host
-  copy, wall time after a device synchronisation (p50). The guide's T4 figure (92.33 ms at batch
-  16) was taken this way (``session.run`` on numpy inputs).
-* ``utt/s`` = batch x 1000 / infer_ms p50; ``TFLOP/s`` from the network's multiply-adds at 390 frames.
-* ``peak MiB`` - torch: ``torch.cuda.max_memory_allocated`` during the point (reset before it);
-  onnxruntime: device memory in use after the point minus before the session (``cudaMemGetInfo``).
+* ``infer_ms``: the backend's own model-execute time, ``RunOutput.infer_ms`` (torch on CUDA:
+  CUDA events around the forward pass or the graph replay after the stream drained; onnxruntime:
+  io binding on device buffers).  p50, p99 and mean over up to ``--repeats`` timed runs after
+  ``--warmup`` runs, each point stopped after ``--point-budget-s`` (at least 5 runs); inputs
+  rotate over three random batches of ``--frames`` frames (never zeros).
+* ``e2e_ms``: wall time around ``Backend.run`` (host numpy in, host numpy out, copies included), p50.
+* ``utt/s`` = batch x 1000 / infer_ms p50; ``TFLOP/s`` from the network's multiply-adds at ``--frames``.
+* ``peak MiB``: ``Backend.device_peak_mem_mb`` (torch on CUDA), else empty.
 
-Batches: 1, 4, 8, 16, 32, then doubling until a variant runs out of device memory, exceeds
-``--max-batch`` or its time budget. Parity: max |log-prob - CPU torch fp32| on one batch of 16
-(real dev utterances with ``--prepared``). PER: greedy decoding of the dev split at batch 16
-padded to 390 frames (the recipe's setting) with the checkpoint's units.
-
-Variants (names as lstm_exp's ``variant`` param, plus how they run):
-  torch-cuda-fp32 (TF32 off), torch-cuda-fp32-tf32, torch-cuda-fp16, torch-cuda-bf16, each also
-  ``+graph`` (CUDA graph of the static [B, 390, 243] shape); torch-cuda-fp16-split (each LSTM
-  direction its own one-layer LSTM, layer 1's input padded 1952 -> 2048, so cuDNN's persistent
-  kernels qualify at batch % 8 == 0, <= 128) with ``+graph``; onnxruntime-cuda-fp32 (io
-  binding), onnxruntime-cuda-fp32-host (session.run on numpy, copies included),
-  onnxruntime-tensorrt-fp32 / -fp16 (where TensorRT's libraries load).
+Parity: max |log-prob - CPU torch fp32| on one batch of 16 (real dev utterances with
+``--prepared``).  PER: greedy decoding of the dev split in batches of 16 padded to ``--frames``.
+Batches: 1, 4, 8, 16, 32, then doubling until a variant fails (out of memory), exceeds
+``--max-batch`` or its ``--variant-budget-s``.  Outputs under ``--out``: ``points.jsonl``,
+``bench_gpu.json``, ``bench_gpu.csv``, ``bench_gpu.md`` (the tables printed at the end).
 """
 from __future__ import annotations
 
 import argparse
+import csv
 import json
-import math
 import os
 import platform
 import sys
+import tempfile
 import time
-import traceback
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence
 
 import numpy as np
-import torch
-from torch import nn
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
 
 from lstm_exp.model.ctc import CTCModel, ModelArch  # noqa: E402
 
-FRAMES = 390
 FEAT_DIM = 243
-GUIDE = {"T4 onnxruntime-gpu b16 (copies incl.)": (16, 92.33), "Ascend 310 b16 (execute only)": (16, 195.763)}
+#: the recipe's padding
+FRAMES = 390
+#: the variants measured without --variants, per --device
+DEFAULT_VARIANTS = {
+    "cuda": ["torch-cuda-fp32", "torch-cuda-fp32-tf32-graph", "torch-cuda-fp16", "torch-cuda-bf16",
+             "torch-cuda-fp32-graph", "torch-cuda-fp16-graph", "torch-cuda-bf16-graph",
+             "torch-cuda-fp16-split", "torch-cuda-fp16-split-graph", "onnxruntime-cuda-fp32"],
+    "cpu": ["torch-cpu-fp32", "torch-cpu-bf16", "torch-cpu-fp32-split", "onnxruntime-cpu-fp32"],
+}
+#: the CPU dry run's network: small enough for CI, with a padded first LSTM input (244 -> 256)
+TINY_ARCH = dict(conv_channels=[4, 4], lstm_layers=2, hidden=32)
+#: torch variant suffix -> the override that selects it
+TORCH_OPTIONS = {"tf32": "backend.allow_tf32=true", "split": "backend.lstm_form=split_direction",
+                 "graph": "backend.cuda_graphs=true"}
+#: onnxruntime device in a variant name -> its providers and io binding
+ORT_DEVICES = {"cpu": ("[CPUExecutionProvider]", False), "cuda": ("[CUDAExecutionProvider]", True),
+               "tensorrt": ("[TensorrtExecutionProvider,CUDAExecutionProvider]", True)}
 
 
-# ----------------------------------------------------------------------------- model pieces
+# ----------------------------------------------------------------------------- variants -> backends
+
+def variant_overrides(variant: str) -> List[str]:
+    """The ``python -m lstm_exp`` overrides that select ``variant`` (a framework variant name)."""
+    parts = variant.split("-")
+    if len(parts) < 3:
+        raise ValueError(f"{variant}: not a variant name (<backend>-<device>-<precision>[-options])")
+    backend, device, precision, options = parts[0], parts[1], parts[2], parts[3:]
+    if backend == "torch":
+        unknown = [o for o in options if o not in TORCH_OPTIONS]
+        if unknown:
+            raise ValueError(f"{variant}: unknown torch option {unknown[0]!r} (known: {', '.join(TORCH_OPTIONS)})")
+        return ["backend=torch", f"backend.device={device}", f"backend.precision={precision}",
+                *[TORCH_OPTIONS[o] for o in options]]
+    if backend == "onnxruntime" and device in ORT_DEVICES and precision == "fp32" and not options:
+        providers, bind = ORT_DEVICES[device]
+        return ["backend=onnxruntime", f"backend.providers={providers}", f"backend.io_binding={str(bind).lower()}"]
+    raise ValueError(f"{variant}: this driver runs torch-* variants and onnxruntime-<cpu|cuda|tensorrt>-fp32 "
+                     "(other precisions: sweep them with python -m lstm_exp)")
+
+
+def backend_config(variant: str, workdir: Path) -> Any:
+    """The validated backend config of ``variant``, composed as ``python -m lstm_exp`` would."""
+    from lstm_exp.experiment import load_config, validate
+
+    exp = validate(load_config("tracking=none", "progress=false", *variant_overrides(variant), root=workdir))
+    if exp.backend.variant() != variant:
+        raise ValueError(f"{variant}: composes to {exp.backend.variant()}; write that name")
+    return exp.backend
+
+
+def open_backend(variant: str, checkpoint: Path, onnx: Optional[Path], workdir: Path):
+    """The framework's backend for ``variant``, loaded (torch: the checkpoint; onnxruntime: its ONNX)."""
+    from lstm_exp.backends.registry import plugin_for
+
+    cfg = backend_config(variant, workdir)
+    plugin = plugin_for(cfg.name)
+    plugin.preflight(cfg)
+    backend = plugin.create(cfg)
+    artifact = checkpoint if cfg.name == "torch" else onnx
+    if artifact is None:
+        raise ValueError(f"{variant}: needs an ONNX export, and none was made")
+    backend.load(artifact)
+    return backend
+
+
+# ----------------------------------------------------------------------------- the network
 
 def multiply_adds_per_utt(arch: ModelArch, frames: int = FRAMES) -> float:
     """Multiply-adds of one utterance at ``frames`` input frames (convs + LSTMs + head)."""
-    macs = 0.0
-    t, w, c_in = frames, arch.input_dim, 1
-    for i, c_out in enumerate(arch.conv_channels):
-        ts, ws = (1, 2) if i == 0 else (2, 2)
-        t, w = (t - 1) // ts + 1, (w - 1) // ws + 1
-        macs += t * w * c_out * c_in * 9
+    from lstm_exp.model.ctc import conv_out_size, conv_strides
+
+    macs, steps, width, c_in = 0.0, frames, arch.input_dim, 1
+    for c_out, (time_stride, feat_stride) in zip(arch.conv_channels, conv_strides(len(arch.conv_channels))):
+        steps, width = conv_out_size(steps, time_stride), conv_out_size(width, feat_stride)
+        macs += steps * width * c_out * c_in * 9
         c_in = c_out
     size = arch.lstm_input_dim
     for _ in range(arch.lstm_layers):
-        macs += 2 * t * 4 * arch.hidden * (size + arch.hidden)
+        macs += 2 * steps * 4 * arch.hidden * (size + arch.hidden)
         size = 2 * arch.hidden
-    macs += t * size * arch.num_classes
-    return macs
+    return macs + steps * size * arch.num_classes
 
 
-class SplitDirectionLSTM(nn.Module):
-    """One bidirectional layer as two one-direction cuDNN LSTMs (forward, and forward over the
-    time-flipped input), input zero-padded to ``pad_to`` features so cuDNN's persistent kernels
-    qualify (fp16, hidden and input % 128 == 0, one layer, one direction)."""
+def model_files(checkpoint: Optional[Path], device: str, workdir: Path, needs_onnx: bool, frames: int):
+    """(model, checkpoint path, ONNX path or None, what the weights are): the given checkpoint, or
+    random weights (the recipe's network on CUDA, :data:`TINY_ARCH` on CPU) saved as one."""
+    import torch
 
-    def __init__(self, bi: nn.LSTM, batch_norm: Optional[nn.Module], pad_to: int, two_streams: bool = False) -> None:
-        super().__init__()
-        self.two_streams = two_streams
-        self.side = None
-        self.batch_norm = batch_norm
-        hidden, size = bi.hidden_size, bi.input_size
-        self.pad = max(pad_to - size, 0)
-        self.fwd = nn.LSTM(size + self.pad, hidden, bias=False)
-        self.bwd = nn.LSTM(size + self.pad, hidden, bias=False)
-        with torch.no_grad():
-            for dst, suffix in ((self.fwd, ""), (self.bwd, "_reverse")):
-                w_ih = getattr(bi, f"weight_ih_l0{suffix}")
-                dst.weight_ih_l0.zero_()
-                dst.weight_ih_l0[:, :size].copy_(w_ih)
-                dst.weight_hh_l0.copy_(getattr(bi, f"weight_hh_l0{suffix}"))
+    from lstm_exp.model.checkpoint import load_checkpoint, save_checkpoint
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.batch_norm is not None:
-            steps, batch, channels = x.shape
-            x = self.batch_norm(x.reshape(steps * batch, channels)).reshape(steps, batch, channels)
-        if self.pad:
-            x = nn.functional.pad(x, (0, self.pad))
-        if self.two_streams and x.is_cuda:  # the two directions at once, on two streams
-            if self.side is None:
-                self.side = torch.cuda.Stream()
-            main = torch.cuda.current_stream()
-            self.side.wait_stream(main)
-            with torch.cuda.stream(self.side):
-                out_b, _ = self.bwd(torch.flip(x, dims=[0]))
-                out_b = torch.flip(out_b, dims=[0])
-            out_f, _ = self.fwd(x)
-            main.wait_stream(self.side)
-            return torch.cat([out_f, out_b], dim=2)
-        out_f, _ = self.fwd(x)
-        out_b, _ = self.bwd(torch.flip(x, dims=[0]))
-        return torch.cat([out_f, torch.flip(out_b, dims=[0])], dim=2)
+    if checkpoint:
+        model, weights = load_checkpoint(checkpoint), f"checkpoint {checkpoint}"
+    else:
+        torch.manual_seed(0)
+        arch = ModelArch() if device == "cuda" else ModelArch(**TINY_ARCH)
+        model, weights = CTCModel(arch).eval(), f"random (seeded), {'recipe' if device == 'cuda' else 'tiny'} network"
+        checkpoint = save_checkpoint(workdir / "model.pt", model, None)
+    onnx = None
+    if needs_onnx:
+        from lstm_exp.model.export import export_onnx
+
+        onnx = export_onnx(model.float().eval(), workdir / "model.onnx", opset=11, batch=2, frames=frames, dynamic=True)
+    return model.float().eval(), Path(checkpoint), onnx, weights
 
 
-class SplitDirectionCTC(nn.Module):
-    """The CTC model with every BiLSTM layer as :class:`SplitDirectionLSTM` (same function)."""
-
-    def __init__(self, model: CTCModel, pad_to: int = 128, two_streams: bool = False) -> None:
-        super().__init__()
-        if model.arch.layout != "gpu":
-            raise ValueError("SplitDirectionCTC takes a gpu-layout CTCModel")
-        self.conv = model.conv
-        self.fc = model.fc
-        layers = []
-        for layer in model.rnns:
-            size = layer.rnn.input_size
-            layers.append(SplitDirectionLSTM(layer.rnn, layer.batch_norm, math.ceil(size / pad_to) * pad_to, two_streams))
-        self.rnns = nn.Sequential(*layers)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.conv(x.unsqueeze(1))
-        batch, channels, steps, width = x.shape
-        x = x.permute(2, 0, 1, 3).reshape(steps, batch, channels * width)
-        x = self.rnns(x)
-        logits = self.fc(x.reshape(steps * batch, -1)).reshape(steps, batch, -1)
-        return torch.log_softmax(logits, dim=-1)
-
-
-class StreamChunks(nn.Module):
-    """Split a batch into ``ways`` chunks, each run by ``model`` on its own CUDA stream (captured
-    into one graph, the chunks become concurrent branches): fills the GPU while each chunk's
-    recurrence is latency-bound."""
-
-    def __init__(self, model: nn.Module, ways: int) -> None:
-        super().__init__()
-        self.model, self.ways = model, ways
-        self.streams: List[torch.cuda.Stream] = []
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not x.is_cuda or x.shape[0] < self.ways:
-            return self.model(x)
-        if not self.streams:
-            self.streams = [torch.cuda.Stream() for _ in range(self.ways)]
-        main = torch.cuda.current_stream()
-        outs = []
-        for stream, chunk in zip(self.streams, x.chunk(self.ways, dim=0)):
-            stream.wait_stream(main)
-            with torch.cuda.stream(stream):
-                outs.append(self.model(chunk))
-        for stream in self.streams:
-            main.wait_stream(stream)
-        return torch.cat(outs, dim=1)
-
-
-# ----------------------------------------------------------------------------- runners
+# ----------------------------------------------------------------------------- measuring
 
 @dataclass
 class Point:
@@ -189,187 +174,39 @@ class Point:
     note: str = ""
 
 
-class Runner:
-    """A variant: ``prepare(batch)`` then ``model_only(i) -> ms`` and ``end_to_end(x) -> (ms, out)``."""
-
-    name = "?"
-
-    def prepare(self, batch: int, inputs: List[np.ndarray]) -> None: ...
-    def model_only(self, index: int) -> float: ...
-    def end_to_end(self, x: np.ndarray) -> tuple[float, np.ndarray]: ...
-    def release(self) -> None: ...
-    def peak_mib(self) -> float: return float("nan")
-    def reset_peak(self) -> None: ...
-
-
-class TorchRunner(Runner):
-    def __init__(self, name: str, model: nn.Module, dtype: torch.dtype, graph: bool, tf32: bool) -> None:
-        self.name, self.dtype, self.graph, self.tf32 = name, dtype, graph, tf32
-        self.device = torch.device("cuda")
-        self.model = model.to(self.device, dtype=dtype).eval()
-        self.static_in: List[torch.Tensor] = []
-        self.graphs: List[torch.cuda.CUDAGraph] = []
-        self.static_out: List[torch.Tensor] = []
-
-    def _flags(self) -> None:
-        torch.backends.cuda.matmul.allow_tf32 = self.tf32
-        torch.backends.cudnn.allow_tf32 = self.tf32
-
-    @torch.inference_mode()
-    def prepare(self, batch: int, inputs: List[np.ndarray]) -> None:
-        self._flags()
-        self.release()
-        self.static_in = [torch.from_numpy(x).to(self.device, dtype=self.dtype) for x in inputs]
-        if self.graph:
-            side = torch.cuda.Stream()
-            side.wait_stream(torch.cuda.current_stream())
-            with torch.cuda.stream(side):
-                for _ in range(3):
-                    self.model(self.static_in[0])
-            torch.cuda.current_stream().wait_stream(side)
-            pool = torch.cuda.graph_pool_handle()  # one pool: the graphs replay one at a time
-            for x in self.static_in:
-                g = torch.cuda.CUDAGraph()
-                with torch.cuda.graph(g, pool=pool):
-                    out = self.model(x)
-                self.graphs.append(g)
-                self.static_out.append(out)
-        torch.cuda.synchronize()
-
-    @torch.inference_mode()
-    def model_only(self, index: int) -> float:
-        i = index % len(self.static_in)
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        if self.graph:
-            self.graphs[i].replay()
-        else:
-            self.model(self.static_in[i])
-        end.record()
-        end.synchronize()
-        return start.elapsed_time(end)
-
-    @torch.inference_mode()
-    def end_to_end(self, x: np.ndarray) -> tuple[float, np.ndarray]:
-        torch.cuda.synchronize()
+def timed_runs(backend, inputs: Sequence[np.ndarray], warmup: int, repeats: int, budget_s: float
+               ) -> tuple[List[float], List[float]]:
+    """(infer_ms of each timed run, e2e_ms of each timed run) after ``warmup`` untimed runs."""
+    for i in range(warmup):
+        backend.run(inputs[i % len(inputs)])
+    infer, e2e, started = [], [], time.perf_counter()
+    while len(infer) < repeats and (len(infer) < 5 or time.perf_counter() - started < budget_s):
         t0 = time.perf_counter()
-        xd = torch.from_numpy(x).to(self.device, dtype=self.dtype)
-        if self.graph and self.static_in and tuple(xd.shape) == tuple(self.static_in[0].shape):
-            self.static_in[0].copy_(xd)
-            self.graphs[0].replay()
-            out = self.static_out[0]
-        else:
-            out = self.model(xd)
-        host = out.float().cpu().numpy()
-        return (time.perf_counter() - t0) * 1e3, host
-
-    def release(self) -> None:
-        self.graphs, self.static_out, self.static_in = [], [], []
-        torch.cuda.empty_cache()
-
-    def reset_peak(self) -> None:
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-
-    def peak_mib(self) -> float:
-        return torch.cuda.max_memory_allocated() / 2**20
+        out = backend.run(inputs[len(infer) % len(inputs)])
+        e2e.append((time.perf_counter() - t0) * 1e3)
+        infer.append(out.infer_ms)
+    return infer, e2e
 
 
-class OrtRunner(Runner):
-    def __init__(self, name: str, onnx_path: Path, providers: list, bind: bool) -> None:
-        import onnxruntime as ort
-
-        self.ort, self.name, self.bind = ort, name, bind
-        free, total = torch.cuda.mem_get_info()
-        self.base_used = total - free
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        self.session = ort.InferenceSession(str(onnx_path), sess_options=options, providers=providers)
-        got = self.session.get_providers()
-        wanted = providers[0][0] if isinstance(providers[0], tuple) else providers[0]
-        if got[0] != wanted:
-            raise RuntimeError(f"onnxruntime fell back to {got} (asked for {wanted})")
-        self.inputs: List = []
-        self.binding = None
-
-    def prepare(self, batch: int, inputs: List[np.ndarray]) -> None:
-        ort = self.ort
-        self.inputs = [ort.OrtValue.ortvalue_from_numpy(x, "cuda", 0) for x in inputs]
-        out_shape = self.session.run(["output1"], {"actual_input_1": inputs[0]})[0].shape
-        self.out = ort.OrtValue.ortvalue_from_shape_and_type(list(out_shape), np.float32, "cuda", 0)
-        self.bindings = []
-        for value in self.inputs:
-            binding = self.session.io_binding()
-            binding.bind_ortvalue_input("actual_input_1", value)
-            binding.bind_ortvalue_output("output1", self.out)
-            self.bindings.append(binding)
-
-    def model_only(self, index: int) -> float:
-        if not self.bind:
-            x = self._host[index % len(self._host)]
-            t0 = time.perf_counter()
-            self.session.run(["output1"], {"actual_input_1": x})
-            return (time.perf_counter() - t0) * 1e3
-        binding = self.bindings[index % len(self.bindings)]
-        binding.synchronize_inputs()
-        t0 = time.perf_counter()
-        self.session.run_with_iobinding(binding)
-        binding.synchronize_outputs()
-        return (time.perf_counter() - t0) * 1e3
-
-    def end_to_end(self, x: np.ndarray) -> tuple[float, np.ndarray]:
-        t0 = time.perf_counter()
-        out = self.session.run(["output1"], {"actual_input_1": x})[0]
-        return (time.perf_counter() - t0) * 1e3, out
-
-    def set_host_inputs(self, inputs: List[np.ndarray]) -> None:
-        self._host = inputs
-
-    def release(self) -> None:
-        self.inputs, self.bindings = [], []
-
-    def peak_mib(self) -> float:
-        free, total = torch.cuda.mem_get_info()
-        return (total - free - self.base_used) / 2**20
-
-
-# ----------------------------------------------------------------------------- measuring
-
-def measure(runner: Runner, batch: int, flops_per_utt: float, warmup: int, repeats: int,
-            budget_s: float, rng: np.random.Generator) -> Point:
-    inputs = [rng.standard_normal((batch, FRAMES, FEAT_DIM), dtype=np.float32) for _ in range(3)]
-    point = Point(runner.name, batch)
+def measure(backend, variant: str, batch: int, frames: int, macs: float, args, rng: np.random.Generator) -> Point:
+    """One point: ``batch`` x ``frames`` random inputs through ``backend``; failures become the status."""
+    point = Point(variant, batch)
+    inputs = [rng.standard_normal((batch, frames, FEAT_DIM), dtype=np.float32) for _ in range(3)]
     try:
-        runner.reset_peak()
-        runner.prepare(batch, inputs)
-        if isinstance(runner, OrtRunner):
-            runner.set_host_inputs(inputs)
-        for i in range(warmup):
-            runner.model_only(i)
-        times, t_start = [], time.perf_counter()
-        while len(times) < repeats and (len(times) < 5 or time.perf_counter() - t_start < budget_s):
-            times.append(runner.model_only(len(times)))
-        e2e = [runner.end_to_end(inputs[i % 3])[0] for i in range(max(3, min(10, len(times))))]
-        arr = np.asarray(times)
-        point.infer_ms_p50 = float(np.percentile(arr, 50))
-        point.infer_ms_p99 = float(np.percentile(arr, 99))
-        point.infer_ms_mean = float(arr.mean())
-        point.e2e_ms_p50 = float(np.median(e2e))
-        point.utt_s = batch * 1000.0 / point.infer_ms_p50
-        point.tflops = 2 * flops_per_utt * batch / (point.infer_ms_p50 / 1e3) / 1e12
-        point.peak_mib = runner.peak_mib()
-        point.repeats = len(times)
-    except torch.cuda.OutOfMemoryError:
-        point.status = "oom"
-    except Exception as exc:  # onnxruntime raises its own types for OOM and failures
+        infer, e2e = timed_runs(backend, inputs, args.warmup, args.repeats, args.point_budget_s)
+    except Exception as exc:  # CUDA / onnxruntime out-of-memory and runtime failures end the ladder
         text = f"{type(exc).__name__}: {exc}".splitlines()[0][:200]
         point.status = "oom" if "memory" in text.lower() or "alloc" in text.lower() else "error"
         point.note = text
-    finally:
-        try:
-            runner.release()
-        except Exception:
-            pass
+        return point
+    arr = np.asarray(infer)
+    point.infer_ms_p50, point.infer_ms_p99 = float(np.percentile(arr, 50)), float(np.percentile(arr, 99))
+    point.infer_ms_mean, point.e2e_ms_p50 = float(arr.mean()), float(np.median(e2e))
+    point.utt_s = batch * 1000.0 / point.infer_ms_p50
+    point.tflops = 2 * macs * batch / (point.infer_ms_p50 / 1e3) / 1e12
+    peak = backend.device_peak_mem_mb()
+    point.peak_mib = float("nan") if peak is None else float(peak)
+    point.repeats = len(infer)
     return point
 
 
@@ -382,64 +219,52 @@ def batch_ladder(max_batch: int) -> List[int]:
 
 # ----------------------------------------------------------------------------- accuracy
 
-def dev_batches(prepared: Path, units: List[str], batch: int = 16):
-    from lstm_exp.data.batching import load_split, make_batches
+def dev_batches(prepared: Path, units: List[str], frames: int, batch: int = 16):
+    from lstm_exp.data.batching import load_split, plan_batches
 
     examples = load_split(prepared, "dev", units, progress=False)
-    frames = max(FRAMES, max(e.feats.shape[0] for e in examples))
-    return examples, list(make_batches(examples, batch, pad_to=frames))
+    frames = max(frames, max(e.feats.shape[0] for e in examples))
+    return examples, list(plan_batches(examples, batch, "fixed", pad_to=frames + frames % 2))
 
 
 def per_of(forward: Callable[[np.ndarray], np.ndarray], model: CTCModel, examples, batches, units) -> float:
+    """Greedy PER (%) of ``forward`` over the dev ``batches``."""
+    import torch
+
     from lstm_exp.decode.greedy import GreedyDecoder
     from lstm_exp.metrics.errors import score_utterances
 
-    decoder = GreedyDecoder(units)
-    hyps = {}
+    decoder, hyps = GreedyDecoder(units), {}
     for b in batches:
         log_probs = forward(b.x)
         lengths = np.minimum(model.output_lengths(torch.as_tensor(b.lengths)).numpy(), log_probs.shape[0])
-        for utt, hyp in zip(b.ids, decoder.decode(log_probs.astype(np.float32), lengths)):
-            hyps[utt] = hyp
+        hyps.update(zip(b.ids, decoder.decode(log_probs.astype(np.float32), lengths)))
     refs = {e.utt_id: [units[i] for i in e.labels] for e in examples}
     return score_utterances(refs, hyps).per
 
 
-# ----------------------------------------------------------------------------- profile
-
-def profile(model: nn.Module, dtype: torch.dtype, batch: int, out_dir: Path, tag: str, top: int = 12) -> List[str]:
-    from torch.profiler import ProfilerActivity, profile as torch_profile
-
-    model = model.cuda().to(dtype).eval()
-    x = torch.randn(batch, FRAMES, FEAT_DIM, device="cuda", dtype=dtype)
-    with torch.inference_mode():
-        for _ in range(5):
-            model(x)
-        torch.cuda.synchronize()
-        with torch_profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
-            for _ in range(5):
-                model(x)
-            torch.cuda.synchronize()
-    table = prof.key_averages().table(sort_by="cuda_time_total", row_limit=25, max_name_column_width=90)
-    (out_dir / f"profile_{tag}.txt").write_text(table)
-    def self_device_us(event) -> float:
-        return float(getattr(event, "self_device_time_total", None) or getattr(event, "self_cuda_time_total", 0) or 0)
-
-    kernels = sorted(((self_device_us(e), e.key, e.count) for e in prof.key_averages()
-                      if self_device_us(e) > 0 and not e.key.startswith(("aten::", "cuda"))), reverse=True)
-    total = sum(t for t, _, _ in kernels) or 1.0
-    lines = [f"{100 * t / total:5.1f}%  {t / 5 / 1e3:8.3f} ms/fwd  x{c // 5:<4d} {k[:100]}" for t, k, c in kernels[:top]]
-    return lines
+def accuracy_of(backend, model: CTCModel, parity_x: np.ndarray, reference: np.ndarray, dev) -> Dict[str, float]:
+    """Max |log-prob diff| and relative L2 against CPU torch fp32, and the dev PER with ``dev``."""
+    got = backend.run(parity_x).log_probs
+    acc = {"max_abs_diff": float(np.max(np.abs(got - reference))),
+           "rel_l2": float(np.linalg.norm(got - reference) / np.linalg.norm(reference))}
+    if dev is not None:
+        examples, batches, units = dev
+        acc["per"] = per_of(lambda x: backend.run(x).log_probs, model, examples, batches, units)
+    return acc
 
 
 # ----------------------------------------------------------------------------- main
 
-def hardware() -> Dict[str, str]:
+def hardware(device: str) -> Dict[str, str]:
+    import torch
+
     info = {"python": platform.python_version(), "torch": torch.__version__, "cuda": str(torch.version.cuda),
-            "cudnn": str(torch.backends.cudnn.version()), "host_cpus": str(os.cpu_count())}
-    if torch.cuda.is_available():
+            "host_cpus": str(os.cpu_count()), "load_average": " ".join(f"{v:.2f}" for v in os.getloadavg())}
+    if device == "cuda":
         props = torch.cuda.get_device_properties(0)
-        info.update(gpu=props.name, sms=str(props.multi_processor_count), gpu_mem_gib=f"{props.total_memory / 2**30:.1f}")
+        info.update(gpu=props.name, sms=str(props.multi_processor_count), gpu_mem_gib=f"{props.total_memory / 2**30:.1f}",
+                    cudnn=str(torch.backends.cudnn.version()))
     try:
         import onnxruntime as ort
 
@@ -449,242 +274,134 @@ def hardware() -> Dict[str, str]:
     return info
 
 
-def build_runners(names: List[str], model: CTCModel, onnx_path: Optional[Path], notes: Dict[str, str]):
-    """Yield (name, factory) for each variant asked for; factories build lazily (one on the GPU at a time)."""
-    import copy
-
-    torch_specs = {
-        "torch-cuda-fp32": (torch.float32, False, False, False),
-        "torch-cuda-fp32-tf32": (torch.float32, False, True, False),
-        "torch-cuda-fp16": (torch.float16, False, False, False),
-        "torch-cuda-bf16": (torch.bfloat16, False, False, False),
-        "torch-cuda-fp16-split": (torch.float16, False, False, True),
-        "torch-cuda-fp16-split2s": (torch.float16, False, False, "2s"),
-        "torch-cuda-fp16-2way": (torch.float16, False, False, "w2"),
-        "torch-cuda-fp16-4way": (torch.float16, False, False, "w4"),
-        "torch-cuda-fp16-8way": (torch.float16, False, False, "w8"),
-    }
-    for name in names:
-        base, graph = name.split("+")[0], name.endswith("+graph")
-        if base in torch_specs:
-            dtype, _, tf32, split = torch_specs[base]
-
-            def factory(base=base, dtype=dtype, tf32=tf32, split=split, graph=graph, name=name):
-                net = copy.deepcopy(model)
-                if isinstance(split, str) and split.startswith("w"):
-                    net = StreamChunks(net, int(split[1:]))
-                elif split:
-                    net = SplitDirectionCTC(net, two_streams=split == "2s")
-                return TorchRunner(name, net, dtype, graph, tf32)
-            yield name, factory
-        elif base.startswith("onnxruntime-"):
-            if onnx_path is None:
-                notes[name] = "no ONNX file"
-                continue
-            if base in ("onnxruntime-cuda-fp32", "onnxruntime-cuda-fp32-host"):
-                providers = [("CUDAExecutionProvider", {"device_id": 0, "cudnn_conv_algo_search": "EXHAUSTIVE"})]
-                bind = base == "onnxruntime-cuda-fp32"
-            elif base.startswith("onnxruntime-tensorrt"):
-                trt = {"device_id": 0, "trt_fp16_enable": base.endswith("fp16")}
-                providers = [("TensorrtExecutionProvider", trt), ("CUDAExecutionProvider", {"device_id": 0})]
-                bind = True
-            else:
-                notes[name] = "unknown variant"
-                continue
-            yield name, (lambda name=name, providers=providers, bind=bind: OrtRunner(name, onnx_path, providers, bind))
-        else:
-            notes[name] = "unknown variant"
-
-
-ALL_VARIANTS = ["torch-cuda-fp32", "torch-cuda-fp32-tf32", "torch-cuda-fp16", "torch-cuda-bf16",
-                "torch-cuda-fp32+graph", "torch-cuda-fp32-tf32+graph", "torch-cuda-fp16+graph", "torch-cuda-bf16+graph",
-                "torch-cuda-fp16-split", "torch-cuda-fp16-split+graph", "torch-cuda-fp16-split2s+graph",
-                "onnxruntime-cuda-fp32", "onnxruntime-cuda-fp32-host", "onnxruntime-tensorrt-fp32", "onnxruntime-tensorrt-fp16"]
-
-
-def main(argv: Optional[List[str]] = None) -> int:
+def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--checkpoint", type=Path, help="a trained ctc_recipe checkpoint (our model.pt); random weights if absent")
+    parser.add_argument("--device", choices=("cuda", "cpu"), default="cuda",
+                        help="cpu: a dry run of the same code path (CPU variants, tiny network without --checkpoint)")
+    parser.add_argument("--checkpoint", type=Path, help="a trained checkpoint (model.pt); random weights if absent")
     parser.add_argument("--prepared", type=Path, help="a prepared data folder (cache/prepare/<key>) for parity on real batches and PER")
-    parser.add_argument("--variants", default=",".join(ALL_VARIANTS))
+    parser.add_argument("--variants", default="", help="comma list of framework variant names (default: per --device)")
     parser.add_argument("--batches", default="", help="comma list; default 1,4,8,16,32 then doubling to --max-batch")
     parser.add_argument("--max-batch", type=int, default=8192)
+    parser.add_argument("--frames", type=int, default=FRAMES, help="frames per input (even; the recipe pads to 390)")
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--repeats", type=int, default=50)
     parser.add_argument("--point-budget-s", type=float, default=1.5, help="stop repeating a point after this long (>= 5 repeats)")
     parser.add_argument("--variant-budget-s", type=float, default=25.0, help="stop climbing batch sizes after this long per variant")
-    parser.add_argument("--profile-batch", type=int, default=16)
-    parser.add_argument("--no-profile", action="store_true")
     parser.add_argument("--out", type=Path, default=Path(os.environ.get("OUT", "bench_gpu_out")))
     parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
-    if not torch.cuda.is_available():
-        print("bench_gpu: torch sees no CUDA device; run it on a GPU machine", file=sys.stderr)
-        return 2
-    args.out.mkdir(parents=True, exist_ok=True)
-    print("command: python benchmarks/bench_gpu.py " + " ".join(sys.argv[1:] if argv is None else argv))
-    hw = hardware()
-    print("hardware: " + json.dumps(hw))
-    torch.manual_seed(args.seed)
+    return parser.parse_args(argv)
 
-    units: Optional[List[str]] = None
-    if args.checkpoint:
-        from lstm_exp.model.checkpoint import load_checkpoint
 
-        model = load_checkpoint(args.checkpoint)
-        units = list(model.units) if model.units else None
-        weights = f"checkpoint {args.checkpoint}"
-    else:
-        model = CTCModel(ModelArch()).eval()  # the recipe's architecture (ModelArch defaults)
-        weights = "random (seeded)"
-    model = model.float().eval()
-    arch = model.arch
-    macs = multiply_adds_per_utt(arch)
-    print(f"model: {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M params, {macs / 1e9:.2f} G multiply-adds "
-          f"per utterance at {FRAMES} frames; weights: {weights}")
+def reference_inputs(args, model: CTCModel, rng: np.random.Generator):
+    """(parity batch, CPU torch fp32 log-probs on it, (examples, batches, units) or None)."""
+    import torch
 
-    onnx_path = None
-    variants = [v for v in args.variants.split(",") if v]
-    notes: Dict[str, str] = {}
-    if any(v.startswith("onnxruntime") for v in variants):
-        try:
-            import onnxruntime as ort
-
-            from lstm_exp.model.export import export_onnx
-
-            if hasattr(ort, "preload_dlls"):  # CUDA/cuDNN from the nvidia-* wheels torch already uses
-                ort.preload_dlls()
-
-            import tempfile
-
-            onnx_path = export_onnx(model, Path(tempfile.mkdtemp()) / "model.onnx", opset=11, batch=2, frames=FRAMES,
-                                    dynamic=True)
-            available = ort.get_available_providers()
-            for v in variants:
-                if v.startswith("onnxruntime-cuda") and "CUDAExecutionProvider" not in available:
-                    notes[v] = f"CUDAExecutionProvider not in this onnxruntime ({ort.__version__}: {available})"
-                if v.startswith("onnxruntime-tensorrt") and "TensorrtExecutionProvider" not in available:
-                    notes[v] = f"TensorrtExecutionProvider not in this onnxruntime ({available})"
-        except ImportError as exc:
-            for v in variants:
-                if v.startswith("onnxruntime"):
-                    notes[v] = f"onnxruntime not importable: {exc}"
-    variants = [v for v in variants if v not in notes]
-
-    # ---- parity and PER
-    rng = np.random.default_rng(args.seed)
-    examples = batches = None
+    dev = None
+    units = list(model.units) if getattr(model, "units", None) else None
     if args.prepared and units:
-        examples, batches = dev_batches(args.prepared, units)
-        parity_x = batches[0].x[:16]
+        examples, batches = dev_batches(args.prepared, units, args.frames)
+        dev, parity_x = (examples, batches, units), batches[0].x[:16]
     else:
-        parity_x = rng.standard_normal((16, FRAMES, FEAT_DIM), dtype=np.float32)
-    cpu_model = model.float().cpu().eval()
-    torch.set_num_threads(min(16, os.cpu_count() or 1))
+        parity_x = rng.standard_normal((16, args.frames, FEAT_DIM), dtype=np.float32)
     with torch.inference_mode():
-        reference = cpu_model(torch.from_numpy(parity_x)).numpy()
-    accuracy: Dict[str, Dict[str, float]] = {}
-    if examples is not None:
-        t0 = time.perf_counter()
-        with torch.inference_mode():
-            cpu_per = per_of(lambda x: cpu_model(torch.from_numpy(x)).numpy(), model, examples, batches, units)
-        accuracy["torch-cpu-fp32"] = {"per": cpu_per, "max_abs_diff": 0.0}
-        print(f"torch-cpu-fp32: dev PER {cpu_per:.3f} % over {len(examples)} utts ({time.perf_counter() - t0:.1f} s)")
+        reference = model.cpu()(torch.from_numpy(parity_x)).numpy()
+    return parity_x, reference, dev
 
-    points: List[Point] = []
-    ladder = [int(b) for b in args.batches.split(",")] if args.batches else batch_ladder(args.max_batch)
-    for name, factory in build_runners(variants, model, onnx_path, notes):
-        try:
-            runner = factory()
-        except Exception as exc:
-            notes[name] = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
-            print(f"{name}: cannot start: {notes[name]}")
-            continue
-        # parity + PER on this variant (before the speed points, at batch 16 / the dev batches)
-        try:
-            def forward(x: np.ndarray, runner=runner) -> np.ndarray:
-                return runner.end_to_end(np.ascontiguousarray(x, dtype=np.float32))[1]
 
-            if isinstance(runner, TorchRunner):
-                runner._flags()
-            got = forward(parity_x)
-            acc = {"max_abs_diff": float(np.max(np.abs(got - reference))),
-                   "rel_l2": float(np.linalg.norm(got - reference) / np.linalg.norm(reference))}
-            if examples is not None:
-                acc["per"] = per_of(forward, model, examples, batches, units)
-            accuracy[name] = acc
-            print(f"{name}: parity vs CPU fp32 max|diff| {acc['max_abs_diff']:.3g} rel {acc['rel_l2']:.2g}"
-                  + (f"; dev PER {acc['per']:.3f} %" if "per" in acc else ""), flush=True)
-        except Exception as exc:
-            notes[name] = f"parity: {type(exc).__name__}: {exc}".splitlines()[0][:300]
-            print(f"{name}: {notes[name]}")
-            traceback.print_exc()
+def run_variant(variant: str, files, args, macs: float, parity, rng, report: dict) -> None:
+    """Open the framework's backend for ``variant``, check it against the reference, climb the batch ladder."""
+    model, checkpoint, onnx, workdir = files
+    parity_x, reference, dev = parity
+    try:
+        backend = open_backend(variant, checkpoint, onnx, workdir)
+    except Exception as exc:  # a refused variant (no CUDA, no provider) is a note, not the end of the run
+        report["notes"][variant] = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
+        print(f"{variant}: cannot start: {report['notes'][variant]}", flush=True)
+        return
+    with backend:
+        report["tags"][variant] = backend.describe()
+        acc = accuracy_of(backend, model, parity_x, reference, dev)
+        report["accuracy"][variant] = acc
+        print(f"{variant}: parity vs CPU fp32 max|diff| {acc['max_abs_diff']:.3g} rel {acc['rel_l2']:.2g}"
+              + (f"; dev PER {acc['per']:.3f} %" if "per" in acc else ""), flush=True)
         started = time.perf_counter()
-        for batch in ladder:
-            point = measure(runner, batch, macs, args.warmup, args.repeats, args.point_budget_s, rng)
-            points.append(point)
+        for batch in [int(b) for b in args.batches.split(",")] if args.batches else batch_ladder(args.max_batch):
+            point = measure(backend, variant, batch, args.frames, macs, args, rng)
+            report["points"].append(asdict(point))
             with open(args.out / "points.jsonl", "a") as handle:
                 handle.write(json.dumps(asdict(point)) + "\n")
-            print(f"  {name:32s} b{batch:<6d} {point.status:5s} infer p50 {point.infer_ms_p50:9.3f} ms  p99 {point.infer_ms_p99:9.3f}"
-                  f"  e2e p50 {point.e2e_ms_p50:9.3f}  {point.utt_s:10.0f} utt/s  {point.tflops:6.1f} TFLOP/s  "
-                  f"{point.peak_mib:8.0f} MiB  n={point.repeats} {point.note}", flush=True)
+            print(f"  {variant:34s} b{batch:<6d} {point.status:5s} infer p50 {point.infer_ms_p50:9.3f} ms  "
+                  f"p99 {point.infer_ms_p99:9.3f}  e2e p50 {point.e2e_ms_p50:9.3f}  {point.utt_s:10.0f} utt/s  "
+                  f"{point.tflops:7.3f} TFLOP/s  {point.peak_mib:8.0f} MiB  n={point.repeats} {point.note}", flush=True)
             if point.status != "ok" or time.perf_counter() - started > args.variant_budget_s:
                 break
-        del runner
-        torch.cuda.empty_cache()
 
-    profiles: Dict[str, List[str]] = {}
-    if not args.no_profile:
-        import copy
 
-        for tag, net, dtype in (("fp32", copy.deepcopy(model), torch.float32), ("fp16", copy.deepcopy(model), torch.float16),
-                                ("fp16-split", SplitDirectionCTC(copy.deepcopy(model)), torch.float16)):
-            try:
-                torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
-                profiles[tag] = profile(net, dtype, args.profile_batch, args.out, tag)
-            except Exception as exc:
-                profiles[tag] = [f"profile failed: {type(exc).__name__}: {exc}"]
-            torch.cuda.empty_cache()
+def main(argv: Optional[List[str]] = None) -> int:
+    args = parse_args(argv)
+    import torch
 
-    report = {"hardware": hw, "weights": weights, "macs_per_utt": macs, "frames": FRAMES,
-              "points": [asdict(p) for p in points], "accuracy": accuracy, "notes": notes, "profiles": profiles}
+    if args.device == "cuda" and not torch.cuda.is_available():
+        print("bench_gpu: torch sees no CUDA device; run it on a GPU machine, or --device cpu for a dry run", file=sys.stderr)
+        return 2
+    args.out.mkdir(parents=True, exist_ok=True)
+    variants = [v for v in (args.variants or ",".join(DEFAULT_VARIANTS[args.device])).split(",") if v]
+    print("command: python benchmarks/bench_gpu.py " + " ".join(sys.argv[1:] if argv is None else argv))
+    hw = hardware(args.device)
+    print("hardware: " + json.dumps(hw))
+    rng = np.random.default_rng(args.seed)
+    with tempfile.TemporaryDirectory(prefix="bench_gpu_") as tmp:
+        workdir = Path(tmp)
+        needs_onnx = any(v.startswith("onnxruntime") for v in variants)
+        model, checkpoint, onnx, weights = model_files(args.checkpoint, args.device, workdir, needs_onnx, args.frames)
+        macs = multiply_adds_per_utt(model.arch, args.frames)
+        print(f"model: {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M params, {macs / 1e9:.3f} G multiply-adds "
+              f"per utterance at {args.frames} frames; weights: {weights}", flush=True)
+        parity = reference_inputs(args, model, rng)
+        report = {"hardware": hw, "weights": weights, "macs_per_utt": macs, "frames": args.frames, "points": [],
+                  "accuracy": {}, "notes": {}, "tags": {}}
+        if parity[2] is not None:
+            examples, batches, units = parity[2]
+            with torch.inference_mode():
+                per = per_of(lambda x: model(torch.from_numpy(x)).numpy(), model, examples, batches, units)
+            report["accuracy"]["torch-cpu-fp32 (reference)"] = {"per": per, "max_abs_diff": 0.0, "rel_l2": 0.0}
+        for variant in variants:
+            run_variant(variant, (model, checkpoint, onnx, workdir), args, macs, parity, rng, report)
     (args.out / "bench_gpu.json").write_text(json.dumps(report, indent=2))
     write_tables(report, args.out)
     print((args.out / "bench_gpu.md").read_text())
     return 0
 
 
+def point_rows(report: dict) -> Iterator[str]:
+    for p in report["points"]:
+        yield (f"| {p['variant']} | {p['batch']} | {p['infer_ms_p50']:.3f} | {p['infer_ms_p99']:.3f} | {p['e2e_ms_p50']:.3f} | "
+               f"{p['utt_s']:.0f} | {p['tflops']:.3f} | {p['peak_mib']:.0f} | {p['repeats']} | {p['status']} {p['note'][:60]} |")
+
+
 def write_tables(report: dict, out: Path) -> None:
-    rows = report["points"]
-    lines = ["| variant | batch | infer_ms p50 | infer_ms p99 | e2e_ms p50 | utt/s | TFLOP/s | peak MiB | status |",
-             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
-    for p in rows:
-        lines.append(f"| {p['variant']} | {p['batch']} | {p['infer_ms_p50']:.3f} | {p['infer_ms_p99']:.3f} | {p['e2e_ms_p50']:.3f} | "
-                     f"{p['utt_s']:.0f} | {p['tflops']:.1f} | {p['peak_mib']:.0f} | {p['status']} {p['note'][:60]} |")
+    """``bench_gpu.md`` (points, accuracy, best, notes) and ``bench_gpu.csv`` (one row per point)."""
+    lines = ["| variant | batch | infer_ms p50 | infer_ms p99 | e2e_ms p50 | utt/s | TFLOP/s | peak MiB | n | status |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |", *point_rows(report)]
     lines += ["", "| variant | max abs diff vs CPU fp32 | rel L2 | dev PER % |", "| --- | ---: | ---: | ---: |"]
     for name, acc in report["accuracy"].items():
-        lines.append(f"| {name} | {acc.get('max_abs_diff', float('nan')):.3g} | {acc.get('rel_l2', 0.0):.2g} | "
+        lines.append(f"| {name} | {acc.get('max_abs_diff', float('nan')):.3g} | {acc.get('rel_l2', float('nan')):.2g} | "
                      f"{acc.get('per', float('nan')):.3f} |")
-    ok = [p for p in rows if p["status"] == "ok"]
+    ok = [p for p in report["points"] if p["status"] == "ok"]
     if ok:
         best = max(ok, key=lambda p: p["utt_s"])
+        lines += ["", f"best throughput: {best['utt_s']:.0f} utt/s ({best['variant']}, batch {best['batch']})"]
         b16 = sorted((p for p in ok if p["batch"] == 16), key=lambda p: p["infer_ms_p50"])
-        lines += ["", f"best throughput: {best['utt_s']:.0f} utt/s ({best['variant']}, batch {best['batch']}; goal 30000)"]
         if b16:
-            lines.append(f"fastest batch 16 (model only, p50): {b16[0]['infer_ms_p50']:.3f} ms ({b16[0]['variant']}; goal <= 4 ms; "
-                         f"guide: T4 onnxruntime-gpu 92.33 ms copies included, Ascend 310 195.763 ms)")
+            lines.append(f"fastest batch 16 (model only, p50): {b16[0]['infer_ms_p50']:.3f} ms ({b16[0]['variant']})")
     if report["notes"]:
         lines += ["", "not run / failed:"] + [f"- {k}: {v}" for k, v in report["notes"].items()]
-    for tag, kernels in report["profiles"].items():
-        lines += ["", f"profile, batch 16, {tag} (share of GPU time, ms per forward, calls per forward, kernel):"] + \
-                 [f"    {line}" for line in kernels]
     (out / "bench_gpu.md").write_text("\n".join(lines) + "\n")
-    import csv
-
     with open(out / "bench_gpu.csv", "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(Point.__dataclass_fields__))
         writer.writeheader()
-        writer.writerows(rows)
+        writer.writerows(report["points"])
 
 
 if __name__ == "__main__":

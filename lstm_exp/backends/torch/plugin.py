@@ -1,11 +1,18 @@
-"""The torch backend's plugin declaration: the checkpoint, no further stage."""
+"""The torch backend's plugin declaration: the checkpoint, no further stage.
+
+Preflight: ``backend.device=cuda`` (and so ``backend.cuda_graphs=true``, which needs it) on a
+host where torch sees no CUDA device is one line before any stage.  Validation:
+``backend.cuda_graphs=true`` replays graphs of a fixed shape, so batches are padded to
+``infer.pad_to`` frames (``infer.batching: null`` resolves to ``fixed``; longest / sorted are
+refused).
+"""
 from __future__ import annotations
 
 from typing import Any
 
 from lstm_exp.backends.plugin import BackendPlugin
 from lstm_exp.backends.torch.config import TorchBackendConfig
-from lstm_exp.errors import MissingDependencyError
+from lstm_exp.errors import ConfigError, MissingDependencyError
 
 
 class TorchPlugin(BackendPlugin):
@@ -20,14 +27,26 @@ class TorchPlugin(BackendPlugin):
         """fp32 eager on the checkpoint: the parity reference of every backend."""
         return TorchBackendConfig(device="cuda" if on_gpu else "cpu", num_threads=0)
 
+    def validate(self, cfg: Any, exp: Any) -> None:
+        super().validate(cfg, exp)
+        if getattr(cfg, "cuda_graphs", False):
+            infer = exp.infer
+            if infer.batching not in (None, "fixed"):
+                raise ConfigError(f"infer.batching={infer.batching}: backend.cuda_graphs=true replays one graph per "
+                                  "batch shape, padded to infer.pad_to frames: write infer.batching=fixed, or "
+                                  "backend.cuda_graphs=false")
+            infer.batching = "fixed"
+
     def preflight(self, cfg: Any) -> None:
         if cfg.device == "cuda":
             import torch
 
             if not torch.cuda.is_available():
+                wanted = "backend.cuda_graphs=true with backend.device=cuda" if cfg.cuda_graphs else "backend.device=cuda"
+                fix = "backend.device=cpu backend.cuda_graphs=false" if cfg.cuda_graphs else "backend.device=cpu"
                 raise MissingDependencyError(
-                    "backend.device=cuda but torch sees no CUDA device (torch "
-                    f"{torch.__version__}, CUDA build: {torch.version.cuda or 'none'}): write backend.device=cpu")
+                    f"{wanted} but torch sees no CUDA device (torch "
+                    f"{torch.__version__}, CUDA build: {torch.version.cuda or 'none'}): write {fix}")
 
 
 PLUGIN = TorchPlugin()
