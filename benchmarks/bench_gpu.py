@@ -96,7 +96,7 @@ def backend_config(variant: str, workdir: Path) -> Any:
     from lstm_exp.experiment import load_config, validate
 
     exp = validate(load_config("tracking=none", "progress=false", *variant_overrides(variant), root=workdir))
-    if exp.backend.variant() != variant:
+    if str(exp.backend.variant()) != variant:
         raise ValueError(f"{variant}: composes to {exp.backend.variant()}; write that name")
     return exp.backend
 

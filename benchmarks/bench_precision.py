@@ -53,7 +53,7 @@ def main(argv=None) -> int:
     for p in precisions:
         utt_s = statistics.median(m["throughput_utt_s"] for m in runs[p])
         first = runs[p][0]
-        rows.append({"precision": p, "variant": exps[p].backend.variant(), "utt_s (model)": utt_s,
+        rows.append({"precision": p, "variant": str(exps[p].backend.variant()), "utt_s (model)": utt_s,
                      "speed-up": utt_s / base_utt_s, "PER %": first["per"], "PER delta": first["per"] - runs[base][0]["per"],
                      "max |dlogp| vs torch": first["parity_max_abs_diff"]})
     table(rows, ["precision", "variant", "utt_s (model)", "speed-up", "PER %", "PER delta", "max |dlogp| vs torch"])

@@ -28,7 +28,7 @@ def _bench():
 @pytest.mark.parametrize("variant", ["torch-cpu-bf16", "torch-cuda-fp16-split-graph", "torch-cuda-fp32-tf32-graph",
                                      "onnxruntime-cuda-fp32", "onnxruntime-cpu-fp32"])
 def test_variant_names_are_the_frameworks(tmp_path, variant):
-    assert _bench().backend_config(variant, tmp_path).variant() == variant
+    assert str(_bench().backend_config(variant, tmp_path).variant()) == variant
 
 
 @pytest.mark.parametrize("variant,needle", [("torch-cuda-fp16-graphs", "unknown torch option"),
