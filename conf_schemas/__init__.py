@@ -26,6 +26,7 @@ def register_configs() -> None:
     from conf_schemas.experiment import ExperimentConfig, InferConfig, SplitConfig
     from conf_schemas.model import ExportConfig, ModelConfig, TrainConfig
     from conf_schemas.tracking import TrackingConfig
+    from lstm_exp.backends.registry import PLUGINS
 
     cs = ConfigStore.instance()
     cs.store(name="config_schema", node=ExperimentConfig)
@@ -39,6 +40,7 @@ def register_configs() -> None:
             "torch": TorchBackendConfig,
             "onnxruntime": OnnxRuntimeBackendConfig,
             "acl": AclBackendConfig,
+            **{name: plugin.config_class for name, plugin in PLUGINS.items()},  # the registry's (openvino's)
         },
         "decode": {"decode": DecodeConfig},
         "tracking": {"tracking": TrackingConfig},
