@@ -5,7 +5,8 @@ batch size (THROUGHPUT's slices and their zero-padded last slice included), one 
 batch shape, the precision hint always explicit, the tags; the bf16 branch this CPU takes.
 End to end (the smoke experiment through ``python -m lstm_exp``): PER equal to onnxruntime
 fp32, parity against torch fp32, the variant and OpenVINO's tags on the run; bf16 run (PER within
-0.3 points of fp32) or refused with one line, whichever this CPU calls for.
+0.3 points of fp32) or refused with one line, whichever this CPU calls for.  The missing package
+and bad values through the CLI: tests/reliability/test_openvino_inputs.py.
 """
 from __future__ import annotations
 
@@ -198,17 +199,3 @@ def test_smoke_bf16_within_a_third_of_a_point_or_refused(smoke_space):
         lines = [line for line in proc.stderr.splitlines() if line.startswith("lstm_exp: error: ")]
         assert len(lines) == 1 and "backend.precision=bf16" in lines[0] and "avx512_bf16" in lines[0]
         assert status == "FAILED" and "avx512_bf16" in tags["lstm_exp.error"]
-
-
-def test_missing_openvino_is_one_line_before_any_stage(smoke_space, tmp_path):
-    blocker = tmp_path / "block"
-    blocker.mkdir()
-    (blocker / "sitecustomize.py").write_text("import sys\nsys.modules['openvino'] = None  # as if not installed\n")
-    env = {"PYTHONPATH": os.pathsep.join([str(blocker), str(REPO_ROOT)])}
-    proc = _cli(smoke_space, "backend=openvino", "seed=7", env_extra=env)  # seed=7: a model nobody trained
-    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
-    lines = [line for line in proc.stderr.splitlines() if line.startswith("lstm_exp: error: ")]
-    assert lines == ["lstm_exp: error: backend=openvino needs OpenVINO: pip install -e '.[cpu]' (or pip install openvino)"]
-    assert "train: built" not in proc.stderr  # refused before any stage
-    status, _, tags = _last_run(smoke_space)
-    assert status == "FAILED" and "needs OpenVINO" in tags["lstm_exp.error"]
