@@ -320,6 +320,9 @@ def run_rounds(workers: Dict[str, Worker], plan: List[dict], rounds: int, warmup
                     continue
                 t0 = time.perf_counter()
                 times[i][name].append(workers[name].time(point["shapes"], warmup, repeats))
+                ms = ", ".join(f"{t:.1f}" for _, t in times[i][name][-1])
+                print(f"round {r + 1} b{point['batch']} {point['frames']} {name}: infer_ms {ms}; "
+                      f"load {os.getloadavg()[0]:.2f}", flush=True)
                 if time.perf_counter() - t0 > call_budget_s and name not in over_budget:
                     over_budget[name] = {"batch": point["batch"], "frames": point["frames"]}
         print(f"round {r + 1}/{rounds} done, load {os.getloadavg()[0]:.2f}", flush=True)
