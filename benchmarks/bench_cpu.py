@@ -30,8 +30,10 @@ instructions) is not asked again at that point nor at larger batches; the report
 
 Reported per point: p50 / p90 of infer_ms over every timed batch of every round (real: per
 batch, whose shapes differ), utt/s, achieved GFLOP/s (2 x the network's multiply-adds at the
-padded frames, divided by the summed infer_ms), its share of the machine's measured FMA peak,
-and the speed ratio against onnxruntime-cpu-fp32 (its summed time / the variant's, per round;
+padded frames, divided by the summed infer_ms), its share of the machine's measured FMA peak;
+``cpu_gflops`` the same flops per CPU-second the worker process spent in the calls x threads
+(what the threads reach when each has a core: comparable across loads) against the probe's
+per-CPU-second peak; and the speed ratio against onnxruntime-cpu-fp32 (its summed time / the variant's, per round;
 median and min-max over rounds).
 
 The peak probe (before and after the rounds): ``fma``: a C loop of independent 256-bit
@@ -175,9 +177,17 @@ def worker(variant: str, models: Dict[str, str], threads: int) -> int:
         for _ in range(request["warmup"]):
             for x in inputs:
                 runner.run(x)
-        times = [[x.shape[1], runner.run(x)] for _ in range(request["repeats"]) for x in inputs]
+        times = [timed(runner, x) for _ in range(request["repeats"]) for x in inputs]
         print(json.dumps({"times": times}), flush=True)
     return 0
+
+
+def timed(runner, x: np.ndarray) -> List[float]:
+    """[frames, infer_ms, cpu_ms]: the runner's own infer_ms, and the CPU time every thread of this
+    process spent in the call (time.process_time around it: the load-independent cost)."""
+    cpu0 = time.process_time()
+    infer_ms = runner.run(x)
+    return [x.shape[1], infer_ms, (time.process_time() - cpu0) * 1e3]
 
 
 class Worker:
@@ -320,7 +330,7 @@ def run_rounds(workers: Dict[str, Worker], plan: List[dict], rounds: int, warmup
                     continue
                 t0 = time.perf_counter()
                 times[i][name].append(workers[name].time(point["shapes"], warmup, repeats))
-                ms = ", ".join(f"{t:.1f}" for _, t in times[i][name][-1])
+                ms = ", ".join(f"{t:.1f} (cpu {c:.1f})" for _, t, c in times[i][name][-1])
                 print(f"round {r + 1} b{point['batch']} {point['frames']} {name}: infer_ms {ms}; "
                       f"load {os.getloadavg()[0]:.2f}", flush=True)
                 if time.perf_counter() - t0 > call_budget_s and name not in over_budget:
@@ -329,7 +339,7 @@ def run_rounds(workers: Dict[str, Worker], plan: List[dict], rounds: int, warmup
     return times, over_budget
 
 
-def summarise(plan: List[dict], times: dict, arch, peak: Optional[float]) -> List[dict]:
+def summarise(plan: List[dict], times: dict, arch, peak: Optional[dict], threads: int) -> List[dict]:
     from bench_gpu import multiply_adds_per_utt  # the network's multiply-adds at a frame count
 
     rows = []
@@ -339,15 +349,18 @@ def summarise(plan: List[dict], times: dict, arch, peak: Optional[float]) -> Lis
             if not per_round:
                 continue
             base_rounds = base[: len(per_round)] if base else None
-            ms = [t for rnd in per_round for _, t in rnd]
-            flops = sum(2 * multiply_adds_per_utt(arch, int(f)) * point["batch"] for rnd in per_round for f, _ in rnd)
-            total_s = sum(ms) / 1e3
-            ratios = [sum(t for _, t in b) / sum(t for _, t in v) for b, v in zip(base_rounds, per_round)] if base else []
+            ms = [t for rnd in per_round for _, t, _ in rnd]
+            flops = sum(2 * multiply_adds_per_utt(arch, int(f)) * point["batch"] for rnd in per_round for f, _, _ in rnd)
+            total_s, cpu_s = sum(ms) / 1e3, sum(c for rnd in per_round for _, _, c in rnd) / 1e3
+            ratios = [sum(t for _, t, _ in b) / sum(t for _, t, _ in v)
+                      for b, v in zip(base_rounds, per_round)] if base else []
             rows.append({
                 "variant": name, "batch": point["batch"], "frames": point["frames"], "samples": len(ms),
                 "p50_ms": float(np.percentile(ms, 50)), "p90_ms": float(np.percentile(ms, 90)),
                 "utt_s": point["batch"] * len(ms) / total_s, "gflops": flops / total_s / 1e9,
-                "peak_pct": 100 * flops / total_s / 1e9 / peak if peak else float("nan"),
+                "peak_pct": 100 * flops / total_s / 1e9 / peak["wall"] if peak else float("nan"),
+                "cpu_gflops": flops / cpu_s * threads / 1e9,
+                "cpu_peak_pct": 100 * flops / cpu_s * threads / 1e9 / peak["cpu"] if peak else float("nan"),
                 "vs_ort_fp32": statistics.median(ratios) if ratios else float("nan"),
                 "ratio_min": min(ratios) if ratios else float("nan"), "ratio_max": max(ratios) if ratios else float("nan"),
             })
@@ -396,12 +409,15 @@ def drive(args) -> int:
     finally:
         for w in workers.values():
             w.close()
+    (args.out / "times.json").write_text(json.dumps({"plan": plan, "times": times, "over_budget": over_budget}))
     after = probe(args.threads)
     print(f"peak probe after: {after}")
-    peak = max((p["fma_gflops"]["wall"] for p in (before, after) if p["fma_gflops"]), default=None)
-    rows = summarise(plan, times, recipe_arch() if not args.checkpoint else build_model(args.checkpoint, 0).arch, peak)
+    probes = [p["fma_gflops"] for p in (before, after) if p["fma_gflops"]]
+    peak = {k: max(p[k] for p in probes) for k in ("wall", "cpu")} if probes else None
+    arch = recipe_arch() if not args.checkpoint else build_model(args.checkpoint, 0).arch
+    rows = summarise(plan, times, arch, peak, args.threads)
     table(rows, ["variant", "batch", "frames", "samples", "p50_ms", "p90_ms", "utt_s", "gflops", "peak_pct",
-                 "vs_ort_fp32", "ratio_min", "ratio_max"])
+                 "cpu_gflops", "cpu_peak_pct", "vs_ort_fp32", "ratio_min", "ratio_max"])
     print(f"over budget (not asked again at that point's later rounds or larger batches): {over_budget}")
     report = {"argv": sys.argv, "over_budget": over_budget, "probe_before": before, "probe_after": after, "plan": plan, "rows": rows,
               "refused": {n: w.refused for n, w in workers.items() if w.refused},
