@@ -316,7 +316,7 @@ def run_rounds(workers: Dict[str, Worker], plan: List[dict], rounds: int, warmup
 
     A variant whose call (warm-ups + timed passes) at a point took longer than ``call_budget_s``
     is not asked again for that point's later rounds nor for larger batches of the same frames
-    mode (returned as ``over_budget``: variant -> the first point it exceeded)."""
+    mode (returned as ``over_budget``: "<variant> <frames mode>" -> the first batch it exceeded at)."""
     names = [n for n, w in workers.items() if not w.refused]
     times: dict = {i: {n: [] for n in names} for i in range(len(plan))}
     over_budget: dict = {}
@@ -324,17 +324,16 @@ def run_rounds(workers: Dict[str, Worker], plan: List[dict], rounds: int, warmup
         order = names[r % len(names):] + names[: r % len(names)]
         for i, point in enumerate(plan):
             for name in order:
-                dropped = over_budget.get(name)
-                if dropped and dropped["frames"] == point["frames"] and (
-                        point["batch"] > dropped["batch"] or (point["batch"] == dropped["batch"] and times[i][name])):
+                dropped = over_budget.get(f"{name} {point['frames']}")
+                if dropped and (point["batch"] > dropped or (point["batch"] == dropped and times[i][name])):
                     continue
                 t0 = time.perf_counter()
                 times[i][name].append(workers[name].time(point["shapes"], warmup, repeats))
                 ms = ", ".join(f"{t:.1f} (cpu {c:.1f})" for _, t, c in times[i][name][-1])
                 print(f"round {r + 1} b{point['batch']} {point['frames']} {name}: infer_ms {ms}; "
                       f"load {os.getloadavg()[0]:.2f}", flush=True)
-                if time.perf_counter() - t0 > call_budget_s and name not in over_budget:
-                    over_budget[name] = {"batch": point["batch"], "frames": point["frames"]}
+                if time.perf_counter() - t0 > call_budget_s:
+                    over_budget.setdefault(f"{name} {point['frames']}", point["batch"])
         print(f"round {r + 1}/{rounds} done, load {os.getloadavg()[0]:.2f}", flush=True)
     return times, over_budget
 
