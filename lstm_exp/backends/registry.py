@@ -18,13 +18,14 @@ from importlib.metadata import entry_points
 
 from lstm_exp.backends.acl.plugin import PLUGIN as ACL
 from lstm_exp.backends.onnxruntime.plugin import PLUGIN as ONNXRUNTIME
+from lstm_exp.backends.openvino.plugin import PLUGIN as OPENVINO
 from lstm_exp.backends.plugin import BackendPlugin
 from lstm_exp.backends.torch.plugin import PLUGIN as TORCH
 from lstm_exp.errors import ConfigError
 
 #: the entry-point group other packages register their backend plugins in
 ENTRY_POINT_GROUP = "lstm_exp.backends"
-BUILT_IN: tuple[BackendPlugin, ...] = (TORCH, ONNXRUNTIME, ACL)
+BUILT_IN: tuple[BackendPlugin, ...] = (TORCH, ONNXRUNTIME, OPENVINO, ACL)
 #: entry point name -> why its plugin was left out
 BROKEN: dict[str, str] = {}
 

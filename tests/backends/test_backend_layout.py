@@ -17,7 +17,7 @@ PACKAGE = Path(__file__).resolve().parents[2] / "lstm_exp"
 #: the modules that run whatever backend they are given (issue 22: "grep finds no backend name")
 CORE = [PACKAGE / "pipeline.py", PACKAGE / "evaluate.py", PACKAGE / "experiment.py",
         *sorted((PACKAGE / "report").glob("*.py"))]
-#: every backend this project has, or will have at the merge (openvino)
+#: every backend this project has
 BACKEND_NAMES = ("torch", "onnxruntime", "acl", "openvino")
 _NAMES = "|".join(BACKEND_NAMES)
 #: a string that selects or names a backend: ``"acl"``, ``"torch-cpu-fp32"``, ``backend=acl``, ``backends.acl``
@@ -96,9 +96,9 @@ def test_the_registry_is_the_one_list(compose_config):
     assert not [p.name for p in BUILT_IN if re.search(rf"\b{p.name}\b", source)]
 
 
-@pytest.mark.parametrize("backend", ["torch", "onnxruntime", "acl"])
+@pytest.mark.parametrize("backend", ["torch", "onnxruntime", "openvino", "acl"])
 def test_one_precision_sweep_composes_across_backends(compose_config, backend):
-    """``backend=torch,onnxruntime,acl backend.precision=fp32 -m``: every job composes and
+    """``backend=torch,onnxruntime,openvino,acl backend.precision=fp32 -m``: every job composes and
     validates with the same override, named <backend>-<device>-fp32; only acl's preflight (no
     Ascend runtime on this machine) refuses, with one line."""
     exp = validate(compose_config(f"backend={backend}", "backend.precision=fp32"))
@@ -134,7 +134,7 @@ def test_a_plugin_that_does_not_load_is_named_and_leaves_the_others_working(tmp_
     warnings = [line for line in out.stderr.splitlines() if line.startswith("lstm_exp: warning: backend plugin broken")]
     assert len(warnings) == 1 and "no_such_module" in warnings[0], out.stderr
     names, refusal = out.stdout.splitlines()
-    assert names == "['acl', 'onnxruntime', 'torch']"
+    assert names == "['acl', 'onnxruntime', 'openvino', 'torch']"
     assert refusal.startswith("backend plugin broken = no_such_module.plugin:PLUGIN") and "uninstall" in refusal
 
 

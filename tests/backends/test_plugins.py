@@ -25,6 +25,8 @@ VARIANTS = [
         f"backend.precision={precision}"])
       for device, precision in [("cpu", "fp32"), ("cpu", "int8"), ("cuda", "fp32"), ("cuda", "fp16"),
                                 ("tensorrt", "fp32"), ("tensorrt", "fp16"), ("cann", "fp32"), ("cann", "fp16")]],
+    ("openvino-cpu-fp32", ["backend=openvino"]),
+    ("openvino-cpu-bf16", ["backend=openvino", "backend.precision=bf16"]),
     ("acl-om-fp16", ["backend=acl"]),
     ("acl-om-fp32", ["backend=acl", "backend.atc.precision_mode=must_keep_origin_dtype"]),
 ]
@@ -112,13 +114,15 @@ def test_missing_onnxruntime_provider_is_a_one_line_error(compose_config, provid
 
 
 def test_plugins_declare_stages_and_the_pipeline_follows_them(compose_config):
-    assert set(PLUGINS) == {"torch", "onnxruntime", "acl"}
+    assert set(PLUGINS) == {"torch", "onnxruntime", "openvino", "acl"}
     torch_exp = validate(compose_config("backend=torch"))
     assert stages_needed("all", torch_exp.backend) == ["corpus", "prepare", "train", "infer"]
     ort = validate(compose_config()).backend
     assert stages_needed("infer", ort) == ["corpus", "prepare", "train", "export", "infer"]
     int8 = validate(compose_config("backend.precision=int8")).backend
     assert stages_needed("precision", int8) == ["corpus", "prepare", "train", "export", "precision"]
+    openvino = validate(compose_config("backend=openvino")).backend
+    assert stages_needed("all", openvino) == ["corpus", "prepare", "train", "export", "infer"]
     acl = validate(compose_config("backend=acl")).backend
     assert stages_needed("all", acl) == ["corpus", "prepare", "train", "export", "convert", "infer"]
     assert stages_needed("preprocess", acl) == ["corpus", "prepare", "preprocess"]
