@@ -377,7 +377,9 @@ def _write_views(mlflow_client, parent, summary) -> str:
 
     metrics = [m for m in views.VIEW_METRICS if m in ("per", "infer_ms_p50", "infer_ms_p99", "throughput_utt_s")
                or any(m in r.metrics() for r in summary.reports)]
-    axes = ["variant", "batch", *[a for a in ("batching", "precision", "decode", "model") if summary.varies(a)]]
+    axes = ["variant", "batch", *[a for a in ("batching", "precision", "decode", "model", "scenario") if summary.varies(a)]]
+    if len({r.loadgen.target_qps for r in summary.reports if r.scenario == "server"}) > 1:
+        axes.append("scenario.target_qps")  # a server capacity sweep: its axis is the target QPS
     charts = views.sweep_charts(summary.variants, _spans_decade([r.throughput.utt_s for r in summary.done]),
                                 _spans_decade([r.infer_ms.p50 for r in summary.done]))
     charts = [chart for chart in charts if chart.metrics]  # no variant came back: no per-variant series
@@ -385,7 +387,7 @@ def _write_views(mlflow_client, parent, summary) -> str:
     view_id = views.write_view(mlflow_client, experiment_id, parent.info.run_id, parent.info.run_name,
                                views.view_state(views.sweep_filter(parent.info.run_id), axes, metrics, charts))
     every_job = views.view_state("tags.`lstm_exp.role` = 'job'", ["variant", "batch", "batching", "precision",
-                                 "decode", "model"], metrics, [views.Chart("PER %, per job", "BAR", ("per",))],
+                                 "decode", "model", "scenario"], metrics, [views.Chart("PER %, per job", "BAR", ("per",))],
                                  section="all sweeps", order_by=views.FASTEST_FIRST)
     views.write_view(mlflow_client, experiment_id, views.ALL_SWEEPS_VIEW, "all sweeps (every job)", every_job)
     return view_id

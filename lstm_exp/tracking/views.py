@@ -32,7 +32,9 @@ RUNS_PAGE = "#/experiments/{experiment_id}/runs?workflowType=machine_learning"
 #: the runs table's name column (its AG Grid column id), widened so that names are not cut
 RUN_NAME_COLUMN = "attributes.`Run Name`"
 #: the metrics every sweep view shows, in this order; interval bounds appear when runs carry them
-VIEW_METRICS = ("per", "per_ci95_low", "per_ci95_high", "infer_ms_p50", "infer_ms_p99", "throughput_utt_s")
+VIEW_METRICS = ("per", "per_ci95_low", "per_ci95_high", "infer_ms_p50", "infer_ms_p99", "throughput_utt_s",
+                # LoadGen scenarios (lstm_exp.scenarios): shown when the sweep's jobs carry them
+                "loadgen_p90_ms", "loadgen_p99_ms", "loadgen_scheduled_qps", "loadgen_samples_s", "loadgen_bound_met")
 #: the parent's per-variant series (step = batch size): "<name>/<variant>", see SERIES
 SERIES = (("throughput_utt_s", "throughput, utt/s (x: batch size)"),
           ("infer_ms_p50", "latency p50, ms per batch (x: batch size)"))

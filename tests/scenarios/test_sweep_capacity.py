@@ -43,3 +43,26 @@ def test_offline_batches_sweep_has_no_scenario_columns(tmp_path):
     assert "scenario" not in summary.to_csv().splitlines()[0]
     assert not [c for c in summary.conclusions() if c.startswith("server capacity")]
     assert "latency_vs_qps.png" not in {p.name for p in summary.write(tmp_path)}
+
+
+def test_a_capacity_sweeps_saved_view_shows_the_target_qps_axis_and_loadgen_metrics(tmp_path):
+    """The sweep's saved view in a real (SQLite) store: the swept target QPS is a column beside
+    variant and batch, and LoadGen's figures are metric columns; offline_batches sweeps keep theirs."""
+    from mlflow.tracking import MlflowClient
+
+    from lstm_exp.tracking import views
+    from lstm_exp.tracking.sweep import _write_views
+
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    parent = client.create_run(client.create_experiment("capacity"), run_name="sweep target_qps")
+    summary = SweepSummary(reports=[_server(0, 10, 9.8, 120.0), _server(1, 20, 20.3, 450.0)])
+    view_id = _write_views(client, parent, summary)
+    tag = client.get_experiment(parent.info.experiment_id).tags[views.VIEW_TAG_PREFIX + view_id]
+    _, state = views.read_view(tag)
+    columns = state["selectedColumns"]
+    assert views.column("params", "scenario.target_qps") in columns
+    assert {views.column("metrics", m) for m in ("loadgen_p99_ms", "loadgen_scheduled_qps", "loadgen_bound_met")} \
+        <= set(columns)
+    _, every_job = views.read_view(client.get_experiment(parent.info.experiment_id).tags[
+        views.VIEW_TAG_PREFIX + views.ALL_SWEEPS_VIEW])
+    assert views.column("params", "scenario") in every_job["selectedColumns"]
