@@ -20,11 +20,10 @@ from conf_schemas.scenario import ScenarioConfig
 from conf_schemas.tracking import TrackingConfig
 from lstm_exp.backends.base import BackendConfig
 from lstm_exp.errors import ConfigError
+from lstm_exp.recipe import RECIPE_FRAMES  # with infer.batching=fixed and infer.pad_to=null
 
 #: the pipeline's own stages in order; the backends add theirs (:func:`all_stages`)
 CORE_STAGES = ("corpus", "prepare", "train", "export")
-#: frames every batch is padded to with infer.batching=fixed and infer.pad_to=null (the recipe's)
-RECIPE_PAD_TO = 390
 #: infer.batching modes (lstm_exp.data.batching.plan_batches)
 BATCHING_MODES = ("fixed", "longest", "sorted")
 SPLITS = ("dev", "test")
@@ -198,5 +197,5 @@ def derived_batching(infer: InferConfig, static_frames: Optional[int], backend: 
     else:
         why = ""
     if batching == "fixed" and pad_to is None:
-        pad_to, why = RECIPE_PAD_TO, (why + "; " if why else "") + f"the recipe pads to {RECIPE_PAD_TO} frames"
+        pad_to, why = RECIPE_FRAMES, (why + "; " if why else "") + f"the recipe pads to {RECIPE_FRAMES} frames"
     return batching, pad_to, why

@@ -34,6 +34,7 @@ from lstm_exp.backends.plugin import Stage
 from lstm_exp.backends.registry import PLUGINS, plugin_for
 from lstm_exp.cache import StageCache, file_stamp
 from lstm_exp.errors import ConfigError, DataError
+from lstm_exp.recipe import RECIPE_FRAMES  # frames an imported ONNX with a dynamic frame axis is checked at
 
 if TYPE_CHECKING:
     from conf_schemas.experiment import ExperimentConfig
@@ -46,8 +47,6 @@ CORE_STAGE_VERSIONS = {"corpus": "1", "prepare": "3", "train": "2", "export": "2
 #: every stage's version (a job's fingerprint holds them: equal fingerprints, equal stage keys)
 STAGE_VERSIONS = {**CORE_STAGE_VERSIONS,
                   **{stage.name: stage.version for plugin in PLUGINS.values() for stage in plugin.own_stages}}
-#: frames of an imported ONNX whose frame axis is dynamic, checked at the recipe's length
-RECIPE_FRAMES = 390
 
 
 def _plain(obj: Any) -> Any:

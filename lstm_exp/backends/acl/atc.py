@@ -20,9 +20,8 @@ from typing import Sequence, Union
 
 from lstm_exp.backends.acl.config import ATC_DEFAULT_PRECISION, MAX_GEAR_SIZE, MAX_GEARS, MIN_GEARS, AtcConfig
 from lstm_exp.errors import ConfigError, LstmExpError, MissingDependencyError
+from lstm_exp.recipe import ONNX_INPUT_NAME as INPUT_NAME  # the name ATC's --input_shape refers to
 
-#: the ONNX input the recipe's export names and ATC's --input_shape refers to
-INPUT_NAME = "actual_input_1"
 FEATURE_DIM = 243
 #: the file name run_atc records the command in (beside the log)
 COMMAND_FILE = "atc_command.txt"

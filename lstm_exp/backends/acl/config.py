@@ -17,6 +17,7 @@ from typing import ClassVar, List, Optional
 
 from lstm_exp.backends.base import BackendConfig, Variant
 from lstm_exp.errors import ConfigError, fault_message
+from lstm_exp.recipe import RECIPE_FRAMES
 
 #: ATC ``--log`` levels
 ATC_LOG_LEVELS = ("debug", "info", "warning", "error", "null")
@@ -104,7 +105,7 @@ class AtcConfig:
     #: 1,4,8,16,32 plus the current batch
     batch_gears: List[int] = field(default_factory=list)
     #: frames per utterance the OM is built for (the recipe pads to 390)
-    frames: int = 390
+    frames: int = RECIPE_FRAMES
     #: atc --log level: debug | info | warning | error | null
     log: str = "info"
     #: atc --precision_mode: null = not passed, i.e. ATC's default force_fp16 (fp16 arithmetic:

@@ -18,8 +18,7 @@ from typing import Any
 
 from lstm_exp.backends.plugin import Stage
 
-#: frames every .bin batch is padded to when ``infer.pad_to`` is null (the recipe's)
-RECIPE_FRAMES = 390
+from lstm_exp.recipe import RECIPE_FRAMES  # every .bin batch is padded to it when ``infer.pad_to`` is null
 
 
 def build_convert(pipeline: Any, stage: Stage) -> Path:

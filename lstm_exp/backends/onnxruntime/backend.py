@@ -20,9 +20,8 @@ from lstm_exp.backends.base import Backend, RunOutput
 from lstm_exp.backends.onnxruntime.cpu import CpuSettings, concurrent_jobs, cpu_settings, usable_cores
 from lstm_exp.backends.onnxruntime.plugin import check_providers
 from lstm_exp.errors import MissingDependencyError
+from lstm_exp.recipe import ONNX_INPUT_NAME as INPUT_NAME, ONNX_OUTPUT_NAME as OUTPUT_NAME
 
-INPUT_NAME = "actual_input_1"
-OUTPUT_NAME = "output1"
 _OPT_LEVELS = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC",
                "extended": "ORT_ENABLE_EXTENDED", "all": "ORT_ENABLE_ALL"}
 #: CANN provider precision_mode per requested precision (its own default on Ascend310 is force_fp16)
