@@ -103,7 +103,11 @@ def mlflow_server(sweep_dir):
         yield url
     finally:
         os.killpg(server.pid, 15)
-        server.wait(timeout=30)
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:  # a loaded machine: uvicorn's workers outlive SIGTERM's grace
+            os.killpg(server.pid, 9)
+            server.wait(timeout=30)
         log.close()
 
 
