@@ -53,3 +53,22 @@ def install_fake_atc(bin_dir: Path) -> Path:
     atc.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{FAKE_ATC}" "$@"\n')
     atc.chmod(0o755)
     return atc
+
+
+def simulated_acl(monkeypatch):
+    """A fixture body (``yield from``): the simulated ``acl`` module, importable as ``acl`` for one
+    test only, in a fresh state; the process's ACL lifetime reset before and shut down after, so no
+    later test finds this one's contexts."""
+    import importlib
+
+    from lstm_exp.backends.acl import acl_runtime
+
+    monkeypatch.syspath_prepend(str(ACL_SIM_DIR))
+    monkeypatch.setitem(sys.modules, "acl", None)  # undo removes it again
+    del sys.modules["acl"]
+    module = importlib.import_module("acl")
+    module._sim_reset()
+    acl_runtime._new_process_for_tests()
+    yield module
+    acl_runtime.shutdown()
+    acl_runtime._new_process_for_tests()

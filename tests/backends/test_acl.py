@@ -51,15 +51,7 @@ def models(tmp_path_factory):
 @pytest.fixture
 def acl(monkeypatch):
     """The simulated ``acl`` module, importable as ``acl`` for this test only, in a fresh state."""
-    monkeypatch.syspath_prepend(str(helpers.ACL_SIM_DIR))
-    monkeypatch.setitem(sys.modules, "acl", None)  # undo removes it again
-    del sys.modules["acl"]
-    module = importlib.import_module("acl")
-    module._sim_reset()
-    acl_runtime._new_process_for_tests()
-    yield module
-    acl_runtime.shutdown()
-    acl_runtime._new_process_for_tests()
+    yield from helpers.simulated_acl(monkeypatch)
 
 
 def batch_of(size: int, seed: int = 0) -> np.ndarray:

@@ -4,8 +4,8 @@ batch=1, the acl simulator in single_stream, the batcher's grouping, LoadGen's l
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import json
-import sys
 import threading
 import time
 from pathlib import Path
@@ -81,19 +81,11 @@ def test_server_reports_a_missed_bound_in_performance_mode(job):
 
 @pytest.fixture
 def simulated_acl(monkeypatch):
-    """The pyacl simulator, with the process's ACL lifetime reset before and shut down after (as
-    tests/backends/test_acl.py does), so no later test finds this one's contexts."""
-    from lstm_exp.backends.acl import acl_runtime
-
-    monkeypatch.syspath_prepend(str(ACL_SIM))
-    monkeypatch.setitem(sys.modules, "acl", None)
-    del sys.modules["acl"]
-    module = importlib.import_module("acl")
-    module._sim_reset()
-    acl_runtime._new_process_for_tests()
-    yield module
-    acl_runtime.shutdown()
-    acl_runtime._new_process_for_tests()
+    """The pyacl simulator (tests/acl_sim/helpers.py: the one fixture body tests/backends/test_acl.py uses too)."""
+    spec = importlib.util.spec_from_file_location("acl_sim_helpers", ACL_SIM / "helpers.py")
+    helpers = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(helpers)
+    yield from helpers.simulated_acl(monkeypatch)
 
 
 def test_acl_simulator_runs_single_stream(job, simulated_acl):
