@@ -76,6 +76,16 @@ class GuideFigure:
     variant_prefixes: tuple[str, ...]
 
 
+def dynamic_export_shape(exp: "ExperimentConfig", backend: str, how: str) -> ExportShape:
+    """The dynamic-axes export a backend that runs ONNX takes (``how``: what it does with it);
+    ``export.dynamic=false`` (the static ONNX that acl converts) refused naming ``backend``."""
+    export = exp.export
+    if not export.dynamic:
+        raise ConfigError(f"export.dynamic=false writes the static ONNX that backend=acl converts; {backend} {how}: "
+                          "remove export.dynamic=false")
+    return ExportShape(dynamic=True, batch=export.batch, frames=export.frames)
+
+
 class BackendPlugin:
     """Base class; one subclass per backend folder."""
 

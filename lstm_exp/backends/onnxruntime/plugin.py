@@ -7,8 +7,8 @@ from typing import Any
 
 from lstm_exp.backends.onnxruntime.config import ORT_PROVIDER_PACKAGES, OnnxRuntimeBackendConfig
 from lstm_exp.backends.onnxruntime.stages import PRECISION_STAGE, converted_precision
-from lstm_exp.backends.plugin import BackendPlugin, ExportShape, GuideFigure
-from lstm_exp.errors import ConfigError, MissingDependencyError
+from lstm_exp.backends.plugin import BackendPlugin, ExportShape, GuideFigure, dynamic_export_shape
+from lstm_exp.errors import MissingDependencyError
 
 
 def check_providers(cfg: Any) -> list[str]:
@@ -41,11 +41,7 @@ class OnnxRuntimePlugin(BackendPlugin):
         return ["train", "export"] + ([PRECISION_STAGE.name] if converted_precision(cfg) else [])
 
     def export_shape(self, cfg: Any, exp: Any) -> ExportShape:
-        export = exp.export
-        if not export.dynamic:
-            raise ConfigError("export.dynamic=false writes the static ONNX that backend=acl converts; onnxruntime "
-                              "runs the dynamic export: remove export.dynamic=false")
-        return ExportShape(dynamic=True, batch=export.batch, frames=export.frames)
+        return dynamic_export_shape(exp, self.name, "runs the dynamic export")
 
     def preflight(self, cfg: Any) -> None:
         check_providers(cfg)

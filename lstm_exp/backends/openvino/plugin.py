@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from lstm_exp.backends.openvino.config import OV_DEVICES, OpenVinoBackendConfig
-from lstm_exp.backends.plugin import BackendPlugin, ExportShape
+from lstm_exp.backends.plugin import BackendPlugin, ExportShape, dynamic_export_shape
 from lstm_exp.errors import ConfigError, MissingDependencyError
 
 #: /proc/cpuinfo flags of the instructions OpenVINO's CPU plugin runs bf16 on
@@ -65,11 +65,7 @@ class OpenVinoPlugin(BackendPlugin):
         return ["train", "export"]
 
     def export_shape(self, cfg: Any, exp: Any) -> ExportShape:
-        export = exp.export
-        if not export.dynamic:
-            raise ConfigError("export.dynamic=false writes the static ONNX that backend=acl converts; openvino "
-                              "compiles the dynamic export per batch shape: remove export.dynamic=false")
-        return ExportShape(dynamic=True, batch=export.batch, frames=export.frames)
+        return dynamic_export_shape(exp, self.name, "compiles the dynamic export per batch shape")
 
     def preflight(self, cfg: Any) -> None:
         check_precision(openvino_core(cfg), cfg)
