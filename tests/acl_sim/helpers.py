@@ -61,14 +61,14 @@ def simulated_acl(monkeypatch):
     later test finds this one's contexts."""
     import importlib
 
-    from lstm_exp.backends.acl import acl_runtime
+    from lstm_exp.backends.acl import acl_lifetime
 
     monkeypatch.syspath_prepend(str(ACL_SIM_DIR))
     monkeypatch.setitem(sys.modules, "acl", None)  # undo removes it again
     del sys.modules["acl"]
     module = importlib.import_module("acl")
     module._sim_reset()
-    acl_runtime._new_process_for_tests()
+    acl_lifetime._new_process_for_tests()
     yield module
-    acl_runtime.shutdown()
-    acl_runtime._new_process_for_tests()
+    acl_lifetime.shutdown()
+    acl_lifetime._new_process_for_tests()

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 from lstm_exp.backends.acl.config import AclBackendConfig, AtcConfig
-from lstm_exp.backends.acl import acl_runtime
-from lstm_exp.backends.acl.acl_runtime import AclLifetimeError
+from lstm_exp.backends.acl import acl_lifetime
+from lstm_exp.backends.acl.acl_lifetime import AclLifetimeError
 from lstm_exp.backends.acl.atc import convert_onnx_to_om
 from lstm_exp.backends.acl.backend import AclBackend, AclCallError
 from lstm_exp.backends.acl.inputs import infer_bin_batches, read_inference_outputs, write_bin_batches
@@ -60,7 +60,7 @@ def batch_of(size: int, seed: int = 0) -> np.ndarray:
 
 def assert_clean(acl) -> None:
     """End the simulated process's ACL use (what atexit does) and check nothing leaked or failed."""
-    assert acl_runtime.shutdown() == []
+    assert acl_lifetime.shutdown() == []
     assert acl._sim_leaks() == []
     assert acl._sim_errors() == []
     assert acl._sim_counts() == {"init": 1, "finalize": 1}
@@ -101,7 +101,7 @@ def test_dynamic_om_runs_the_smallest_fitting_gear(models, acl):
         x = batch_of(size, seed=10 + size)
         out = backend.run(x)
         np.testing.assert_allclose(out.log_probs, helpers.onnxruntime_log_probs(models.onnx, x), rtol=1e-5, atol=1e-5)
-        dims, ret = acl.mdl.get_cur_output_dims(backend._desc, 0)
+        dims, ret = acl.mdl.get_cur_output_dims(backend.runtime._desc, 0)
         assert ret == 0 and dims["dims"][1] == {1: 1, 2: 2, 3: 4, 4: 4}[size]
     assert acl._sim_calls().count("acl.mdl.set_dynamic_batch_size") == 4
     with pytest.raises(ConfigError, match="larger than every gear"):
@@ -147,7 +147,7 @@ def test_failed_execute_names_the_call_and_code(models, acl):
         acl._sim_fail_next("acl.mdl.execute", 507011)
         with pytest.raises(AclCallError, match=r"acl\.mdl\.execute failed with error code 507011"):
             backend.run(batch_of(4))
-    assert acl_runtime.shutdown() == [] and acl._sim_leaks() == []
+    assert acl_lifetime.shutdown() == [] and acl._sim_leaks() == []
 
 
 def test_failed_load_releases_what_it_took(models, acl):
@@ -155,7 +155,7 @@ def test_failed_load_releases_what_it_took(models, acl):
     acl._sim_fail_next("acl.rt.malloc", 200000)
     with pytest.raises(AclCallError, match=r"acl\.rt\.malloc failed with error code 200000 \(ACL_ERROR_BAD_ALLOC\)"):
         backend.load(models.static)
-    assert acl_runtime.shutdown() == [] and acl._sim_leaks() == []
+    assert acl_lifetime.shutdown() == [] and acl._sim_leaks() == []
 
 
 def test_wrong_frames_and_missing_om_are_config_errors(models, acl, tmp_path):
@@ -213,7 +213,7 @@ def test_five_jobs_in_one_process_initialise_acl_once(models, acl):
 def test_no_acl_init_after_finalize(models, acl):
     with AclBackend(AclBackendConfig()) as backend:
         backend.load(models.static)
-    assert acl_runtime.shutdown() == []
+    assert acl_lifetime.shutdown() == []
     with pytest.raises(AclLifetimeError, match="already finalised in this process") as info:
         AclBackend(AclBackendConfig()).load(models.static)
     assert "\n" not in str(info.value)
@@ -226,7 +226,7 @@ def test_acl_initialised_by_someone_else_is_left_to_them(models, acl):
     with AclBackend(AclBackendConfig()) as backend:
         backend.load(models.static)
         backend.run(batch_of(4))
-    assert acl_runtime.shutdown() == []
+    assert acl_lifetime.shutdown() == []
     assert acl._sim_counts() == {"init": 2, "finalize": 0}  # REPEAT_INITIALIZE taken as success; no finalize of theirs
     assert acl.finalize() == 0 and acl._sim_leaks() == []
 

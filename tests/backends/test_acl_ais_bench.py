@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 from lstm_exp.backends.acl.config import AclBackendConfig, AtcConfig
-from lstm_exp.backends.acl import acl_runtime
-from lstm_exp.backends.acl.acl_runtime import AclLifetimeError
+from lstm_exp.backends.acl import acl_lifetime
+from lstm_exp.backends.acl.acl_lifetime import AclLifetimeError
 from lstm_exp.backends.acl.atc import convert_onnx_to_om
 from lstm_exp.backends.acl.backend import AclBackend
 from lstm_exp.errors import ConfigError, MissingDependencyError
@@ -49,10 +49,10 @@ def sim(monkeypatch):
     acl = importlib.import_module("acl")
     acl._sim_reset()
     interface = importlib.import_module("ais_bench.infer.interface")
-    acl_runtime._new_process_for_tests()
+    acl_lifetime._new_process_for_tests()
     yield SimpleNamespace(acl=acl, interface=interface)
-    acl_runtime.shutdown()
-    acl_runtime._new_process_for_tests()
+    acl_lifetime.shutdown()
+    acl_lifetime._new_process_for_tests()
     for name in [m for m in sys.modules if m == "acl" or m == "ais_bench" or m.startswith("ais_bench.")]:
         del sys.modules[name]
 
@@ -74,11 +74,11 @@ def test_ais_bench_gives_the_pyacl_log_probs(models, sim, monkeypatch, which):
     ais = run_all(AIS, om, sizes)
     calls = sim.acl._sim_calls()
     assert calls.count("acl.init") == 1 and "acl.mdl.execute" not in calls  # ais_bench's own session
-    assert acl_runtime.shutdown() == []  # the atexit hook: InferSession.finalize()
+    assert acl_lifetime.shutdown() == []  # the atexit hook: InferSession.finalize()
     assert sim.acl._sim_counts() == {"init": 1, "finalize": 1} and sim.acl._sim_leaks() == []
     # pyacl in a fresh (simulated) process: ais_bench and pyacl never share one
     sim.acl._sim_reset()
-    acl_runtime._new_process_for_tests()
+    acl_lifetime._new_process_for_tests()
     pyacl = run_all(PYACL, om, sizes)
     for size, a, p in zip(sizes, ais, pyacl):
         assert a.log_probs.shape == p.log_probs.shape == (FRAMES // 2, size, 7)
@@ -91,9 +91,9 @@ def test_model_time_is_the_newest_exec_time_entry(models, sim):
         backend.load(models.dynamic)
         for size in (1, 2, 4):
             out = backend.run(batch_of(size))
-            start, end = backend._ais.session.summary().exec_time_list[-1]
+            start, end = backend.runtime.session.summary().exec_time_list[-1]
             assert out.infer_ms == pytest.approx(end - start)
-        assert len(backend._ais.session.summary().exec_time_list) == 3
+        assert len(backend.runtime.session.summary().exec_time_list) == 3
         assert backend.describe()["acl.runtime"] == "ais_bench" and backend.describe()["om_batch"] == "1,2,4"
         with pytest.raises(ConfigError, match="larger than every gear"):
             backend.run(batch_of(5))
@@ -107,9 +107,9 @@ def test_pyacl_and_ais_bench_never_share_a_process(models, sim):
     message = str(info.value)
     assert "\n" not in message
     assert message.startswith("backend.runtime=pyacl cannot run in this process: backend.runtime=ais_bench already owns ACL")
-    acl_runtime.shutdown()
+    acl_lifetime.shutdown()
     sim.acl._sim_reset()
-    acl_runtime._new_process_for_tests()
+    acl_lifetime._new_process_for_tests()
     run_all(PYACL, models.static, (4,))
     with pytest.raises(AclLifetimeError, match="^backend.runtime=ais_bench cannot run in this process: backend.runtime=pyacl already owns ACL"):
         AclBackend(AIS).load(models.static)
@@ -125,3 +125,24 @@ def test_without_ais_bench_one_line_says_where_it_comes_from(models, monkeypatch
     message = str(info.value)
     assert "\n" not in message
     assert "not on PyPI" in message and "gitee.com/ascend/msit" in message and "backend.runtime=pyacl" in message
+
+
+@pytest.mark.parametrize("cfg,runtime_class", [(PYACL, "PyaclRuntime"), (AIS, "AisBenchRuntime")])
+def test_each_runtime_is_its_own_class_behind_one_interface(models, sim, cfg, runtime_class):
+    from lstm_exp.backends.acl.backend import RUNTIMES
+    from lstm_exp.backends.acl.config import ACL_RUNTIMES
+    from lstm_exp.backends.acl.om_runtime import OmRuntime
+
+    assert set(RUNTIMES) == set(ACL_RUNTIMES)  # the schema's choices are the classes there are
+    backend = AclBackend(cfg)
+    backend.load(models.static)
+    runtime = backend.runtime
+    assert isinstance(runtime, OmRuntime) and type(runtime).__name__ == runtime_class
+    assert (runtime.gears, runtime.om_batch, runtime.sample_dims) == ([], 4, (FRAMES, 243))
+    log_probs, ms = runtime.execute(batch_of(4))  # a batch the OM takes, as the backend pads it
+    assert log_probs.shape == (FRAMES // 2, 4, 7) and ms > 0
+    backend.close()
+    assert backend.runtime is None
+    backend.close()  # twice is fine
+    with pytest.raises(RuntimeError, match="after close"):
+        runtime.execute(batch_of(4))

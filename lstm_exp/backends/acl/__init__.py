@@ -1,6 +1,6 @@
 """Ascend backend: ONNX -> OM with ATC (:mod:`.atc`), inference on the OM (:mod:`.backend`)
-through pyacl within one ACL lifetime per process (:mod:`.acl_runtime`) or through ais_bench
-(:mod:`.ais_bench_runtime`).
+through one of two runtimes (:mod:`.om_runtime`): pyacl (:mod:`.pyacl_runtime`) within one ACL
+lifetime per process (:mod:`.acl_lifetime`), or ais_bench (:mod:`.ais_bench_runtime`).
 
 Importing this package needs neither the CANN toolkit nor an NPU; ``AclBackend.load`` imports
 pyacl (or ais_bench) and ``run_atc`` looks for ``atc``, each raising a MissingDependencyError

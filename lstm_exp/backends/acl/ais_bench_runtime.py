@@ -7,18 +7,22 @@ ais_bench is the Python API of Ascend's ait / msit benchmark tool (packages ``ai
 gears, so :class:`~lstm_exp.backends.acl.backend.AclBackend` pads the batch to one first);
 ``summary().exec_time_list`` holds one ``(start_ms, end_ms)`` pair per run, the model execute
 only; ``free_resource()`` releases the model.  ais_bench owns the process's ACL lifetime, so it
-never shares a process with the pyacl runtime (:func:`.acl_runtime.claim`).
+never shares a process with the pyacl runtime (:func:`.acl_lifetime.claim`).
+
+:class:`AisBenchRuntime` is the :class:`~.om_runtime.OmRuntime` for ``backend.runtime=ais_bench``.
 """
 from __future__ import annotations
 
 import importlib
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
-from lstm_exp.backends.acl import acl_runtime
+from lstm_exp.backends.acl import acl_lifetime
 from lstm_exp.backends.acl.atc import FEATURE_DIM, INPUT_NAME
+from lstm_exp.backends.acl.config import AclBackendConfig
+from lstm_exp.backends.acl.om_runtime import OmRuntime
 from lstm_exp.errors import ConfigError, LstmExpError, MissingDependencyError
 
 
@@ -52,17 +56,20 @@ def _exec_ms(entry: Any) -> float:
     return float(entry)
 
 
-class AisBenchModel:
+class AisBenchRuntime(OmRuntime):
     """One OM loaded in an ais_bench ``InferSession`` on ``device_id``.
 
-    ``gears``: the OM's ``--dynamic_batch_size`` gears from the recorded atc command (``None``
-    when unknown; ``[]`` for a static OM).
+    ``record["gears"]``: the OM's ``--dynamic_batch_size`` gears from the recorded atc command
+    (``None`` when unknown; ``[]`` for a static OM): ais_bench does not report them.
     """
 
-    def __init__(self, device_id: int, om_path: Path, gears: Sequence[int] | None) -> None:
+    name = "ais_bench"
+
+    def __init__(self, cfg: AclBackendConfig, om_path: Path, record: dict[str, Any]) -> None:
+        device_id, gears = cfg.device_id, record["gears"]
         session_class = import_infer_session()
-        acl_runtime.claim("ais_bench")
-        acl_runtime.at_exit(lambda: _finalize_ais_bench(session_class))
+        acl_lifetime.claim("ais_bench")
+        acl_lifetime.at_exit(lambda: _finalize_ais_bench(session_class))
         self.om_path = Path(om_path)
         try:
             self.session = session_class(device_id, str(self.om_path))
@@ -90,8 +97,10 @@ class AisBenchModel:
             self.gears, self.mode, self.om_batch = [], "static", int(dims[0])
         self._summary = getattr(self.session, "summary", None) or getattr(self.session, "sumary")
 
-    def run(self, feed: np.ndarray) -> tuple[np.ndarray, float]:
+    def execute(self, feed: np.ndarray) -> tuple[np.ndarray, float]:
         """Run one padded batch; return the first output and the model time of this run (ms)."""
+        if self.session is None:
+            raise RuntimeError("AisBenchRuntime.execute after close")
         before = len(self._summary().exec_time_list)
         try:
             outputs = self.session.infer([np.ascontiguousarray(feed, dtype=np.float32)], mode=self.mode)

@@ -171,7 +171,6 @@ class AclBackendConfig(BackendConfig):
 
     precisions: ClassVar[dict[str, tuple[str, ...]]] = {p: (ACL_DEVICE,) for p in ATC_MODE_OF}
 
-    _target_: str = "lstm_exp.backends.acl.backend.AclBackend"
     name: str = "acl"
     #: fp16 | fp32 | mixed, as ATC's --precision_mode force_fp16 | force_fp32 | allow_mix_precision;
     #: null: backend.atc.precision_mode / precision_mode_v2 decide, else ATC's default (force_fp16)
@@ -195,6 +194,8 @@ class AclBackendConfig(BackendConfig):
             faults.append(
                 f"backend.malloc_policy: {self.malloc_policy} is not an aclrtMalloc policy: write 0 (huge first), 1 (huge only) or 2 (normal only)"
             )
+        if self.threads is not None:
+            faults.append(f"backend.threads: {self.threads}: the OM computes on the NPU, not on CPU threads: write null")
         if self.runtime not in ACL_RUNTIMES:
             faults.append(f"backend.runtime: {self.runtime!r} is not an Ascend runtime: write pyacl or ais_bench")
         faults += self._precision_faults()
