@@ -16,9 +16,10 @@ Life cycle: ``load(artifact)`` once, ``warmup(x)`` a few times, ``run(x)`` per b
 ``close()`` at the end (also through the context manager).
 
 Every backend's schema derives from :class:`BackendConfig`, the common base: ``name``,
-``precision`` (one spelling for every backend: :data:`PRECISIONS`), and the ``device`` and
-``threads`` each backend answers from its own fields (torch: ``device`` / ``num_threads``;
-onnxruntime: its first provider / ``intra_op_threads``; acl: the NPU / none).  Its
+``precision`` (one spelling for every backend: :data:`PRECISIONS`), ``threads`` (one meaning
+for every backend that computes on the CPU: :mod:`lstm_exp.backends.threads`) and the ``device``
+each backend answers from its own fields (torch and OpenVINO: ``device``; onnxruntime: its
+first provider; acl: the NPU).  Its
 :meth:`BackendConfig.variant` is a typed :class:`Variant`, whose ``str`` is the run's variant
 name (``torch-cpu-fp32``); nothing parses a variant back from its name.
 """
@@ -62,12 +63,16 @@ class BackendConfig:
     """The common base of every ``backend=<name>`` schema (``backends/<name>/config.py``).
 
     Subclasses set ``name``'s default and :attr:`precisions` (precision -> the devices that run
-    it), define ``device`` (a field or a property) and may define ``threads``."""
+    it), define ``device`` (a field or a property) and check ``threads`` with
+    :meth:`threads_faults` in their ``__post_init__``."""
 
     #: the backend's name, as ``backend=<name>`` selects it (never overridden)
     name: str = ""
     #: fp32 | fp16 | bf16 | int8 | mixed: the same meaning for every backend (:data:`PRECISIONS`)
     precision: Optional[str] = "fp32"
+    #: CPU threads the runtime computes with: null = auto (the cores // the sweep's jobs running at
+    #: once), 0 = the runtime's own default, n = n (lstm_exp/backends/threads.py)
+    threads: Optional[int] = None
     #: precision -> devices that run it, for this backend
     precisions: ClassVar[dict[str, tuple[str, ...]]] = {}
 
@@ -75,10 +80,12 @@ class BackendConfig:
     def device(self) -> str:  # overridden by a field or a property
         raise NotImplementedError
 
-    @property
-    def threads(self) -> Optional[int]:
-        """CPU threads the runtime computes with (None: the runtime's own choice, or no CPU compute)."""
-        return None
+    def threads_faults(self) -> list[str]:
+        """What is wrong with ``threads`` (empty: nothing)."""
+        from lstm_exp.backends.threads import threads_fault
+
+        fault = threads_fault(self.threads)
+        return [fault] if fault else []
 
     def variant(self) -> Variant:
         return Variant(self.name, self.device, str(self.precision))

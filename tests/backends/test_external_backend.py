@@ -42,9 +42,10 @@ FILES = {
             name: str = "extbackend"
             device: str = "cpu"
             precision: str = "fp32"
-            intra_op_threads: int = 1
 
             def __post_init__(self) -> None:
+                for fault in self.threads_faults():  # backend.threads: the common base's field
+                    raise ConfigError(fault)
                 if self.precision not in self.precisions:
                     raise ConfigError(f"backend.precision={self.precision}: write fp32")
         ''',
@@ -55,6 +56,7 @@ FILES = {
         import onnxruntime as ort
 
         from lstm_exp.backends.base import Backend, RunOutput
+        from lstm_exp.backends.threads import resolve_threads
 
 
         class ExtBackend(Backend):
@@ -65,7 +67,7 @@ FILES = {
 
             def load(self, artifact):
                 options = ort.SessionOptions()
-                options.intra_op_num_threads = self.cfg.intra_op_threads
+                options.intra_op_num_threads = resolve_threads(self.cfg.threads).count
                 self.session = ort.InferenceSession(str(artifact), options, providers=["CPUExecutionProvider"])
                 self.input = self.session.get_inputs()[0].name
 
@@ -120,7 +122,7 @@ FILES = {
           - /schema/backend/extbackend@_here_
           - _self_
 
-        intra_op_threads: 1
+        threads: 1
         ''',
     f"{NAME}-0.1.dist-info/METADATA": "Metadata-Version: 2.1\nName: extbackend\nVersion: 0.1\n",
     f"{NAME}-0.1.dist-info/entry_points.txt": "[lstm_exp.backends]\nextbackend = extbackend.plugin:PLUGIN\n",

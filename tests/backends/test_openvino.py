@@ -19,6 +19,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from lstm_exp.backends.threads import usable_cores
+
 pytest.importorskip("openvino")
 
 from lstm_exp.backends.openvino.plugin import BF16_CPU_FLAGS, cpu_flags  # noqa: E402
@@ -106,7 +108,9 @@ def test_describe_records_version_device_and_capabilities(compose_config, tiny_o
     assert tags["runtime"] == f"openvino {openvino.__version__}"
     assert tags["device_name"] == core.get_property("CPU", "FULL_DEVICE_NAME")
     assert tags["openvino.optimization_capabilities"] == ",".join(core.get_property("CPU", "OPTIMIZATION_CAPABILITIES"))
-    assert tags["openvino.inference_precision_hint"] == "f32" and tags["threads"] == "2"
+    assert tags["openvino.inference_precision_hint"] == "f32"
+    # backend.threads null: the cores of this process // 1 job (outside a sweep)
+    assert tags["threads"] == str(usable_cores()) and tags["lstm_exp.threads_from"].startswith("auto: ")
 
 
 @pytest.mark.parametrize("overrides,needle", [
@@ -114,7 +118,7 @@ def test_describe_records_version_device_and_capabilities(compose_config, tiny_o
     (["backend.precision=int8"], "write one of fp32, bf16"),
     (["backend.device=gpu"], "write cpu"),
     (["backend.performance_hint=fast"], "write one of auto, latency, throughput"),
-    (["backend.threads=-1"], "backend.threads=-1 must be >= 0"),
+    (["backend.threads=-1"], "backend.threads=-1 must be null (auto"),
     (["backend.streams=-2"], "backend.streams=-2 must be >= 0"),
     (["export.dynamic=false"], "remove export.dynamic=false"),
 ])

@@ -160,7 +160,7 @@ def test_onnxruntime_backend_describes_its_variant(tmp_path, compose_config):
     from helpers import make_tiny_onnx
 
     onnx_path = make_tiny_onnx(tmp_path / "tiny.onnx")
-    exp = validate(compose_config("backend.intra_op_threads=1"))
+    exp = validate(compose_config("backend.threads=1"))
     with plugin_for("onnxruntime").create(exp.backend) as backend:
         backend.load(onnx_path)
         tags = backend.describe()
@@ -181,7 +181,7 @@ def test_onnxruntime_backend_describes_its_variant(tmp_path, compose_config):
 def test_onnxruntime_cpu_settings_follow_cores_and_concurrent_jobs(compose_config, threads, spinning, cores, jobs, want):
     from lstm_exp.backends.onnxruntime.cpu import cpu_settings
 
-    overrides = [f"backend.intra_op_threads={'null' if threads is None else threads}",
+    overrides = [f"backend.threads={'null' if threads is None else threads}",
                  f"backend.allow_spinning={'null' if spinning is None else str(spinning).lower()}"]
     settings = cpu_settings(validate(compose_config(*overrides)).backend, cores, jobs)
     assert (settings.intra_op_threads, settings.allow_spinning) == want
@@ -203,7 +203,7 @@ def test_onnxruntime_session_records_its_cpu_settings(tmp_path, compose_config):
     from helpers import make_tiny_onnx
 
     exp = validate(compose_config())
-    assert exp.backend.intra_op_threads is None and exp.backend.allow_spinning is None
+    assert exp.backend.threads is None and exp.backend.allow_spinning is None
     with plugin_for("onnxruntime").create(exp.backend) as backend:
         backend.load(make_tiny_onnx(tmp_path / "tiny.onnx"))
         tags = backend.describe()

@@ -42,7 +42,6 @@ class OnnxRuntimeBackendConfig(BackendConfig):
 
     precisions: ClassVar[dict[str, tuple[str, ...]]] = ORT_PRECISIONS
 
-    _target_: str = "lstm_exp.backends.onnxruntime.backend.OnnxRuntimeBackend"
     name: str = "onnxruntime"
     #: execution providers in priority order, e.g. [CUDAExecutionProvider, CPUExecutionProvider]
     providers: List[str] = field(default_factory=lambda: ["CPUExecutionProvider"])
@@ -50,9 +49,8 @@ class OnnxRuntimeBackendConfig(BackendConfig):
     precision: str = "fp32"
     #: bind inputs/outputs to pre-allocated device buffers so that infer_ms is the model execute only (CUDA)
     io_binding: bool = False
-    #: threads of the operators' pool; null (auto): the cores // the sweep's jobs running at once;
-    #: 0: onnxruntime's own default (lstm_exp/backends/onnxruntime/cpu.py)
-    intra_op_threads: Optional[int] = None
+    # threads (BackendConfig's): the intra-op pool; null (auto): the cores // the sweep's jobs running
+    # at once; 0: onnxruntime's own default (lstm_exp/backends/onnxruntime/cpu.py)
     inter_op_threads: int = 1
     #: let idle pool threads spin; null (auto): only when the job runs alone on the machine
     allow_spinning: Optional[bool] = None
@@ -77,9 +75,10 @@ class OnnxRuntimeBackendConfig(BackendConfig):
             raise ConfigError(
                 f"backend.graph_optimization={self.graph_optimization!r}: write one of {', '.join(ORT_GRAPH_OPTIMIZATION)}"
             )
-        if (self.intra_op_threads or 0) < 0 or self.inter_op_threads < 0:
-            raise ConfigError("backend.intra_op_threads / inter_op_threads must be >= 0 (0 = onnxruntime's default; "
-                              "intra_op_threads=null: the cores shared by the sweep's concurrent jobs)")
+        for fault in self.threads_faults():
+            raise ConfigError(fault)
+        if self.inter_op_threads < 0:
+            raise ConfigError(f"backend.inter_op_threads={self.inter_op_threads} must be >= 0 (0 = onnxruntime's default)")
         if self.io_binding and self.device != "cuda":
             raise ConfigError(
                 "backend.io_binding=true needs CUDAExecutionProvider first: write "
@@ -97,11 +96,6 @@ class OnnxRuntimeBackendConfig(BackendConfig):
     def device(self) -> str:
         """The device of the first (preferred) provider: cpu | cuda | tensorrt | cann."""
         return ORT_PROVIDER_DEVICES[self.providers[0]]
-
-    @property
-    def threads(self) -> Optional[int]:
-        """The configured intra-op threads (None: resolved when the session is built)."""
-        return self.intra_op_threads or None
 
 
 

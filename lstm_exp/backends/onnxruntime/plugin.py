@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import importlib.util
-from typing import Any
+from typing import TYPE_CHECKING
 
 from lstm_exp.backends.onnxruntime.config import ORT_PROVIDER_PACKAGES, OnnxRuntimeBackendConfig
 from lstm_exp.backends.onnxruntime.stages import PRECISION_STAGE, converted_precision
 from lstm_exp.backends.plugin import BackendPlugin, ExportShape, GuideFigure, dynamic_export_shape
 from lstm_exp.errors import MissingDependencyError
 
+if TYPE_CHECKING:
+    from conf_schemas.experiment import ExperimentConfig
 
-def check_providers(cfg: Any) -> list[str]:
+
+def check_providers(cfg: OnnxRuntimeBackendConfig) -> list[str]:
     """The available providers; a missing one asked for is a one-line error (never a CPU fall-back)."""
     if importlib.util.find_spec("onnxruntime") is None:
         raise MissingDependencyError(
@@ -37,13 +40,13 @@ class OnnxRuntimePlugin(BackendPlugin):
     plot_hints = (GuideFigure("T4 onnxruntime-gpu, copies incl.", 16, 92.33, 173.3,
                               ("onnxruntime-cuda", "onnxruntime-tensorrt")),)
 
-    def stages(self, cfg: Any) -> list[str]:
+    def stages(self, cfg: OnnxRuntimeBackendConfig) -> list[str]:
         return ["train", "export"] + ([PRECISION_STAGE.name] if converted_precision(cfg) else [])
 
-    def export_shape(self, cfg: Any, exp: Any) -> ExportShape:
+    def export_shape(self, cfg: OnnxRuntimeBackendConfig, exp: "ExperimentConfig") -> ExportShape:
         return dynamic_export_shape(exp, self.name, "runs the dynamic export")
 
-    def preflight(self, cfg: Any) -> None:
+    def preflight(self, cfg: OnnxRuntimeBackendConfig) -> None:
         check_providers(cfg)
 
 

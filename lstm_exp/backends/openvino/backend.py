@@ -29,6 +29,7 @@ import numpy as np
 from lstm_exp.backends.base import Backend, RunOutput
 from lstm_exp.backends.openvino.config import OV_DEVICES, OV_PRECISION_HINTS, THROUGHPUT_FROM_BATCH
 from lstm_exp.backends.openvino.plugin import check_precision, openvino_core
+from lstm_exp.backends.threads import resolve_threads
 from lstm_exp.errors import MissingDependencyError
 
 
@@ -55,6 +56,8 @@ class OpenVinoBackend(Backend):
         self._shapes: OrderedDict[tuple, CompiledShape] = OrderedDict()
         self.compiles, self.compile_ms = 0, 0.0
         self.hints_compiled: set[str] = set()
+        #: INFERENCE_NUM_THREADS (0: OpenVINO's default), resolved once per job
+        self.threads = resolve_threads(cfg.threads)
 
     # -- what is compiled ------------------------------------------------------------------
     def load(self, artifact: Path) -> None:
@@ -66,7 +69,7 @@ class OpenVinoBackend(Backend):
         cfg = self.cfg
         if cfg.streams:
             return cfg.streams
-        return cfg.threads or os.cpu_count() or 1
+        return self.threads.count or os.cpu_count() or 1
 
     def hint_for(self, rows: int) -> str:
         """LATENCY or THROUGHPUT for a batch of ``rows`` (``performance_hint=auto``: by THROUGHPUT_FROM_BATCH)."""
@@ -78,8 +81,8 @@ class OpenVinoBackend(Backend):
     def properties(self, hint: str) -> dict:
         """The compile properties: precision always explicit; threads; streams under THROUGHPUT."""
         props = {"INFERENCE_PRECISION_HINT": OV_PRECISION_HINTS[self.cfg.precision], "PERFORMANCE_HINT": hint}
-        if self.cfg.threads:
-            props["INFERENCE_NUM_THREADS"] = self.cfg.threads
+        if self.threads.count:
+            props["INFERENCE_NUM_THREADS"] = self.threads.count
         if hint == "THROUGHPUT":
             props["NUM_STREAMS"] = self.streams()
         return props
@@ -147,7 +150,7 @@ class OpenVinoBackend(Backend):
                 "openvino.inference_precision_hint": OV_PRECISION_HINTS[cfg.precision],
                 "openvino.performance_hint": cfg.performance_hint,
                 "openvino.hints_compiled": ",".join(sorted(self.hints_compiled)), "openvino.streams": str(self.streams()),
-                "threads": str(cfg.threads), "openvino.compiles": str(self.compiles),
+                "threads": str(self.threads.count), **self.threads.tags(), "openvino.compiles": str(self.compiles),
                 "openvino.compile_ms": f"{self.compile_ms:.1f}"}
 
 

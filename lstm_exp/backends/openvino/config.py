@@ -37,8 +37,8 @@ class OpenVinoBackendConfig(BackendConfig):
     device: str = "cpu"
     #: fp32 (INFERENCE_PRECISION_HINT=f32, set explicitly) | bf16 (CPUs with avx512_bf16 / amx_bf16)
     precision: str = "fp32"
-    #: INFERENCE_NUM_THREADS; 0 = OpenVINO's default (every core)
-    threads: int = 2
+    # threads (BackendConfig's): INFERENCE_NUM_THREADS; null (auto): the cores // the sweep's jobs
+    # running at once; 0 = OpenVINO's default (every core)
     #: auto (LATENCY below batch 8, THROUGHPUT with async infer requests from batch 8 up) | latency | throughput
     performance_hint: str = "auto"
     #: THROUGHPUT: streams = async infer requests a batch is split over; 0 = one per thread
@@ -58,7 +58,9 @@ class OpenVinoBackendConfig(BackendConfig):
         if self.performance_hint not in OV_PERFORMANCE_HINTS:
             raise ConfigError(f"backend.performance_hint={self.performance_hint!r}: write one of "
                               f"{', '.join(OV_PERFORMANCE_HINTS)}")
-        for key in ("threads", "streams", "max_compiled_shapes"):
+        for fault in self.threads_faults():
+            raise ConfigError(fault)
+        for key in ("streams", "max_compiled_shapes"):
             if getattr(self, key) < 0:
                 raise ConfigError(f"backend.{key}={getattr(self, key)} must be >= 0 (0 = {_ZERO_MEANS[key]})")
 
@@ -68,4 +70,4 @@ class OpenVinoBackendConfig(BackendConfig):
 #: every variant this backend can run
 OV_VARIANTS = OpenVinoBackendConfig.variants()
 
-_ZERO_MEANS = {"threads": "OpenVINO's default", "streams": "one per thread", "max_compiled_shapes": "no limit"}
+_ZERO_MEANS = {"streams": "one per thread", "max_compiled_shapes": "no limit"}

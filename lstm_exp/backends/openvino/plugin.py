@@ -5,17 +5,20 @@ from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lstm_exp.backends.openvino.config import OV_DEVICES, OpenVinoBackendConfig
 from lstm_exp.backends.plugin import BackendPlugin, ExportShape, dynamic_export_shape
 from lstm_exp.errors import ConfigError, MissingDependencyError
 
+if TYPE_CHECKING:
+    from conf_schemas.experiment import ExperimentConfig
+
 #: /proc/cpuinfo flags of the instructions OpenVINO's CPU plugin runs bf16 on
 BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
 
 
-def openvino_core(cfg: Any):
+def openvino_core(cfg: OpenVinoBackendConfig):
     """An ``openvino.Core`` that sees ``cfg.device``; a missing package or device is one line."""
     if importlib.util.find_spec("openvino") is None:
         raise MissingDependencyError("backend=openvino needs OpenVINO: pip install -e '.[cpu]' (or pip install openvino)")
@@ -40,7 +43,7 @@ def cpu_flags() -> set[str]:
     return set()
 
 
-def check_precision(core: Any, cfg: Any) -> None:
+def check_precision(core: Any, cfg: OpenVinoBackendConfig) -> None:
     """``bf16`` needs OpenVINO's BF16 optimization capability on this device: else one line
     naming the missing CPU flag (OpenVINO would compile f32 under a bf16 hint without a word)."""
     if cfg.precision != "bf16":
@@ -61,13 +64,13 @@ class OpenVinoPlugin(BackendPlugin):
     takes_onnx_file = True
     backend_class = "lstm_exp.backends.openvino.backend.OpenVinoBackend"
 
-    def stages(self, cfg: Any) -> list[str]:
+    def stages(self, cfg: OpenVinoBackendConfig) -> list[str]:
         return ["train", "export"]
 
-    def export_shape(self, cfg: Any, exp: Any) -> ExportShape:
+    def export_shape(self, cfg: OpenVinoBackendConfig, exp: "ExperimentConfig") -> ExportShape:
         return dynamic_export_shape(exp, self.name, "compiles the dynamic export per batch shape")
 
-    def preflight(self, cfg: Any) -> None:
+    def preflight(self, cfg: OpenVinoBackendConfig) -> None:
         check_precision(openvino_core(cfg), cfg)
 
 

@@ -33,6 +33,7 @@ import numpy as np
 import torch
 
 from lstm_exp.backends.base import Backend, RunOutput
+from lstm_exp.backends.threads import Threads, resolve_threads
 from lstm_exp.errors import MissingDependencyError
 from lstm_exp.model import load_checkpoint
 
@@ -119,10 +120,14 @@ class TorchBackend(Backend):
         self.dtype = torch.float32 if self.autocast else _DTYPES[self.precision]
         self.model = None
         self.graphs: Optional[CudaGraphs] = None
+        #: the CPU threads resolved at load (None on a GPU)
+        self.threads: Optional[Threads] = None
 
     def load(self, artifact: Path) -> None:
-        if self.device.type == "cpu" and self.cfg.num_threads > 0:
-            torch.set_num_threads(self.cfg.num_threads)
+        if self.device.type == "cpu":
+            self.threads = resolve_threads(self.cfg.threads)
+            if self.threads.count > 0:
+                torch.set_num_threads(self.threads.count)
         if self.autocast and cpu_bf16_native() == "false":
             log.warning("backend.precision=bf16 on a CPU without AVX512-BF16 or AMX (none in %s): torch emulates bf16, "
                         "which is slower than fp32 here; it is measured as asked", CPUINFO)
@@ -194,6 +199,8 @@ class TorchBackend(Backend):
                 "cuda_graphs": str(bool(getattr(self.cfg, "cuda_graphs", False))),
                 "allow_tf32": str(bool(getattr(self.cfg, "allow_tf32", False))),
                 "precision_mode": "autocast" if self.autocast else "cast"}
+        if self.threads is not None:
+            tags.update(self.threads.tags())
         if self.autocast:
             tags["cpu_bf16_native"] = cpu_bf16_native()
         if device == "cuda":

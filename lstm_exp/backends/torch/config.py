@@ -18,7 +18,7 @@ Options a sweep can select (each one that changes what is measured is part of th
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar, Optional
+from typing import ClassVar
 
 from lstm_exp.backends.base import BackendConfig, Variant
 from lstm_exp.errors import ConfigError
@@ -38,12 +38,11 @@ class TorchBackendConfig(BackendConfig):
 
     precisions: ClassVar[dict[str, tuple[str, ...]]] = TORCH_PRECISIONS
 
-    _target_: str = "lstm_exp.backends.torch.backend.TorchBackend"
     name: str = "torch"
     #: cpu | cuda | auto (cuda when available)
     device: str = "cpu"
-    #: intra-op threads on CPU (torch.set_num_threads); 0 keeps torch's default
-    num_threads: int = 2
+    # threads (BackendConfig's): torch.set_num_threads on CPU; null (auto): the cores // the sweep's
+    # jobs running at once; 0 keeps torch's default
     #: fp32 | fp16 (cuda) | bf16 (cpu: autocast; cuda: the model and its input cast)
     precision: str = "fp32"
     #: allow TF32 matmuls/convolutions on Ampere+ GPUs (torch's default is off for matmul); CUDA only
@@ -58,8 +57,8 @@ class TorchBackendConfig(BackendConfig):
             raise ConfigError(f"backend.name={self.name!r} does not match backend=torch: remove the override")
         if self.device not in TORCH_DEVICES:
             raise ConfigError(f"backend.device={self.device!r} is not known: write cpu, cuda or auto")
-        if self.num_threads < 0:
-            raise ConfigError(f"backend.num_threads={self.num_threads} must be >= 0 (0 = torch's default)")
+        for fault in self.threads_faults():
+            raise ConfigError(fault)
         self._check_precision()
         self._check_gpu_options()
 
@@ -72,10 +71,6 @@ class TorchBackendConfig(BackendConfig):
             raise ConfigError(
                 f"backend.precision={self.precision} needs backend.device={' or '.join(devices)} (not {self.device}); "
                 f"torch variants: {', '.join(TORCH_VARIANTS)}")
-
-    @property
-    def threads(self) -> Optional[int]:
-        return self.num_threads or None
 
     def _check_gpu_options(self) -> None:
         if self.lstm_form not in LSTM_FORMS:

@@ -8,11 +8,14 @@ refused).
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from lstm_exp.backends.plugin import BackendPlugin
 from lstm_exp.backends.torch.config import TorchBackendConfig
 from lstm_exp.errors import ConfigError, MissingDependencyError
+
+if TYPE_CHECKING:
+    from conf_schemas.experiment import ExperimentConfig
 
 
 class TorchPlugin(BackendPlugin):
@@ -20,14 +23,14 @@ class TorchPlugin(BackendPlugin):
     config_class = TorchBackendConfig
     backend_class = "lstm_exp.backends.torch.backend.TorchBackend"
 
-    def stages(self, cfg: Any) -> list[str]:
+    def stages(self, cfg: TorchBackendConfig) -> list[str]:
         return ["train"]
 
     def reference_config(self, on_gpu: bool) -> TorchBackendConfig:
         """fp32 eager on the checkpoint: the parity reference of every backend."""
-        return TorchBackendConfig(device="cuda" if on_gpu else "cpu", num_threads=0)
+        return TorchBackendConfig(device="cuda" if on_gpu else "cpu", threads=0)
 
-    def validate(self, cfg: Any, exp: Any) -> None:
+    def validate(self, cfg: TorchBackendConfig, exp: "ExperimentConfig") -> None:
         super().validate(cfg, exp)
         if getattr(cfg, "cuda_graphs", False):
             infer = exp.infer
@@ -37,7 +40,7 @@ class TorchPlugin(BackendPlugin):
                                   "backend.cuda_graphs=false")
             infer.batching = "fixed"
 
-    def preflight(self, cfg: Any) -> None:
+    def preflight(self, cfg: TorchBackendConfig) -> None:
         if cfg.device == "cuda":
             import torch
 
