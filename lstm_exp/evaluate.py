@@ -29,7 +29,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
 
 import numpy as np
 from tqdm import tqdm
@@ -41,6 +41,11 @@ from lstm_exp.metrics.errors import ErrorReport, recipe_scores, score_utterances
 from lstm_exp.metrics.host import CpuWatch, HostLoad, host_facts, noise_verdict, supported_percentile, timing_cv
 from lstm_exp.metrics.intervals import per_interval, timing_intervals
 from lstm_exp.metrics.timing import latency_stats, recipe_figures, throughput_stats
+
+if TYPE_CHECKING:  # the validated config and the stage runner, for annotations only
+    from conf_schemas.experiment import ExperimentConfig
+    from lstm_exp.pipeline import Pipeline
+    from lstm_exp.scenarios import ScenarioJob
 
 log = logging.getLogger(__name__)
 
@@ -127,6 +132,104 @@ def timing_metrics(timings: Sequence[dict], audio_seconds: float, host_load: Hos
     return metrics
 
 
+@dataclass(frozen=True)
+class TimingPlan:
+    """How many passes are timed and when a measurement is noisy (module doc, 2.-4.; the
+    ``infer`` group's fields of the same names)."""
+
+    warmup: int = 0
+    repeats: int = 1
+    min_seconds: float = 0.0
+    min_batches: int = 0
+    max_seconds: Optional[float] = None
+    noisy_cv: float = float("inf")
+    noisy_other_cpu: float = float("inf")
+
+    @classmethod
+    def of(cls, infer: Any) -> "TimingPlan":
+        """The plan an ``infer`` config (``conf_schemas.experiment.InferConfig``) asks for."""
+        return cls(**{name: getattr(infer, name) for name in cls.__dataclass_fields__})
+
+
+@dataclass
+class FirstPass:
+    """What the first timed pass adds beyond timing: hypotheses, kept log-probs, decode times
+    and (with a parity reference) the reference's hypotheses and the largest log-prob gap."""
+
+    hyps: dict[str, list[str]] = field(default_factory=dict)
+    kept: dict[str, np.ndarray] = field(default_factory=dict)
+    decode_ms: list[float] = field(default_factory=list)
+    ref_hyps: dict[str, list[str]] = field(default_factory=dict)
+    parity_diff: float = 0.0
+
+
+def decode_one_batch(decoder, batch: Batch, log_probs: np.ndarray, output_lengths: Callable[[np.ndarray], np.ndarray],
+                     seen: FirstPass, keep_log_probs: bool) -> np.ndarray:
+    """Decode one batch's log-probs up to each utterance's valid output frames into ``seen``
+    (hypotheses, decode time, kept log-probs); return those frame counts."""
+    lengths = np.minimum(output_lengths(batch.lengths), log_probs.shape[0])
+    t0 = time.perf_counter()
+    decoded = decoder.decode(log_probs, lengths)
+    seen.decode_ms.append((time.perf_counter() - t0) * 1e3)
+    for i, (utt, hyp) in enumerate(zip(batch.ids, decoded)):
+        seen.hyps[utt] = list(hyp)
+        if keep_log_probs:
+            seen.kept[utt] = np.array(log_probs[: lengths[i], i])
+    return lengths
+
+
+def parity_one_batch(reference: Backend, decoder, batch: Batch, log_probs: np.ndarray, lengths: np.ndarray,
+                     classes: int, seen: FirstPass) -> None:
+    """Run the parity reference on the same batch: the largest log-prob gap over the valid frames
+    and the reference's hypotheses, into ``seen``."""
+    ref_lp = reference.run(batch.x).log_probs
+    _checked(reference, batch, ref_lp, classes)
+    _check_finite(f"parity reference {reference.name}", batch, ref_lp)
+    for i in range(len(batch.ids)):
+        n = int(lengths[i])
+        seen.parity_diff = max(seen.parity_diff, float(np.max(np.abs(log_probs[:n, i] - ref_lp[:n, i]))))
+    for utt, hyp in zip(batch.ids, decoder.decode(ref_lp, lengths)):
+        seen.ref_hyps[utt] = list(hyp)
+
+
+@dataclass
+class TimedPasses:
+    """The timed passes' record: one ``timings`` row per batch, the pass count, the wall time of
+    each model-only pass after the first, and the host's load over them."""
+
+    timings: list[dict]
+    passes: int
+    rerun_pass_s: list[float]
+    host_load: HostLoad
+
+
+def time_passes(backend: Backend, batches: Sequence[Batch], plan: TimingPlan,
+                on_first_pass: Callable[[Batch, Any], None], progress: bool, label: str) -> TimedPasses:
+    """Timed passes over ``batches`` as ``plan`` says (module doc, 3.-4.); each batch's output of
+    the first pass goes to ``on_first_pass`` after its clock has stopped."""
+    timings: list[dict] = []
+    rerun_pass_s: list[float] = []
+    passes = 0
+    watch = CpuWatch()
+    watch.start()
+    started = time.perf_counter()
+    while _another_pass(passes, len(timings), time.perf_counter() - started, plan.repeats, plan.min_batches,
+                        plan.min_seconds, plan.max_seconds):
+        pass_started = time.perf_counter()
+        for index, batch in enumerate(tqdm(batches, desc=f"{label} pass {passes + 1}", disable=not progress, unit="batch")):
+            t0 = time.perf_counter()
+            out = backend.run(batch.x)
+            e2e_ms = (time.perf_counter() - t0) * 1e3
+            timings.append({"pass": passes, "batch": index, "utterances": len(batch.ids),
+                            "infer_ms": out.infer_ms, "e2e_ms": e2e_ms})
+            if passes == 0:
+                on_first_pass(batch, out)
+        if passes:
+            rerun_pass_s.append(time.perf_counter() - pass_started)
+        passes += 1
+    return TimedPasses(timings, passes, rerun_pass_s, watch.stop())
+
+
 def evaluate(
     backend: Backend,
     decoder,
@@ -134,138 +237,99 @@ def evaluate(
     units: Sequence[str],
     batch_size: int,
     pad_to: Optional[int],
-    warmup: int,
     audio_seconds: float,
     output_lengths: Callable[[np.ndarray], np.ndarray],
-    keep_log_probs: bool = False,
-    progress: bool = True,
-    recipe_leading_space: bool = True,
+    plan: TimingPlan = TimingPlan(),
     *,
     batching: Optional[str] = None,
-    repeats: int = 1,
-    min_seconds: float = 0.0,
-    min_batches: int = 0,
-    max_seconds: Optional[float] = None,
-    noisy_cv: float = float("inf"),
-    noisy_other_cpu: float = float("inf"),
     artifact: Optional[Path] = None,
     reference: Optional[Backend] = None,
     variant: Optional[Variant] = None,
+    keep_log_probs: bool = False,
+    progress: bool = True,
+    recipe_leading_space: bool = True,
 ) -> EvaluationResult:
     """Run every example through ``backend`` and ``decoder``; return metrics and rows.
 
     ``output_lengths`` maps input frames to valid output frames (the model's
     ``CTCModel.output_lengths``): log-probs beyond them are padding and are not decoded.
+    ``plan``: warm-ups, the timed passes and the noise thresholds (:class:`TimingPlan`).
     ``batching``: an ``infer.batching`` mode (None: fixed when ``pad_to`` is given, else longest).
     ``artifact``: load it here, so that the cold start (load + first batch) is measured; None
     when ``backend`` is loaded already.  ``reference``: a loaded backend (the plugin's parity
     reference) run on the same batches in the first pass for ``parity_*``.  ``variant``: the
     backend's :class:`Variant`, named when the first pass finds non-finite log-probs (later passes
-    are not checked, so the timed re-runs pay nothing for it).  ``repeats``, ``min_batches``,
-    ``min_seconds``, ``max_seconds``: the timing plan (module doc, 3.); ``noisy_cv`` and
-    ``noisy_other_cpu``: the noise thresholds (4.).
+    are not checked, so the timed re-runs pay nothing for it).
 
     ``recipe_leading_space``: the recipe's greedy decoder prefixes every hypothesis with a space
     (its beam decoder does not); ``cer_recipe`` reproduces that artefact when true."""
     if not examples:
         raise DataError("no utterances to evaluate")
-    if repeats < 1:
-        raise ValueError(f"repeats={repeats} must be >= 1")
+    if plan.repeats < 1:
+        raise ValueError(f"repeats={plan.repeats} must be >= 1")
     variant = variant or backend.name
-    batching = batching or ("fixed" if pad_to else "longest")
-    batches = plan_batches(examples, batch_size, batching, pad_to=pad_to)
+    batches = plan_batches(examples, batch_size, batching or ("fixed" if pad_to else "longest"), pad_to=pad_to)
     metrics: dict[str, float] = {}
     if artifact is not None:
         t0 = time.perf_counter()
         backend.load(artifact)
         backend.run(batches[0].x)
         metrics["cold_start_ms"] = (time.perf_counter() - t0) * 1e3
-    if warmup:
-        backend.warmup(batches[0].x, warmup)
+    if plan.warmup:
+        backend.warmup(batches[0].x, plan.warmup)
 
-    infer_ms: list[float] = []
-    e2e_ms: list[float] = []
-    decode_ms: list[float] = []
-    sizes: list[int] = []
-    hyps: dict[str, list[str]] = {}
-    ref_hyps: dict[str, list[str]] = {}
-    kept: dict[str, np.ndarray] = {}
-    parity_diff = 0.0
-    passes = 0
-    rerun_pass_s: list[float] = []  # wall time of each pass after the first (model only, nothing else)
-    timings: list[dict] = []
-    watch = CpuWatch()
-    watch.start()
-    passes_started = time.perf_counter()
-    while _another_pass(passes, len(infer_ms), time.perf_counter() - passes_started,
-                        repeats, min_batches, min_seconds, max_seconds):
-        first = passes == 0
-        pass_started = time.perf_counter()
-        desc = f"infer {backend.name} b{batch_size} pass {passes + 1}"
-        for batch in tqdm(batches, desc=desc, disable=not progress, unit="batch"):
-            t0 = time.perf_counter()
-            out = backend.run(batch.x)
-            e2e_ms.append((time.perf_counter() - t0) * 1e3)
-            infer_ms.append(out.infer_ms)
-            sizes.append(len(batch.ids))
-            timings.append({"pass": passes, "batch": len(timings) % len(batches), "utterances": len(batch.ids),
-                            "infer_ms": out.infer_ms, "e2e_ms": e2e_ms[-1]})
-            if not first:
-                continue
-            log_probs = out.log_probs
-            _checked(backend, batch, log_probs, len(units))
-            _check_finite(variant, batch, log_probs)
-            lengths = np.minimum(output_lengths(batch.lengths), log_probs.shape[0])
-            t1 = time.perf_counter()
-            decoded = decoder.decode(log_probs, lengths)
-            decode_ms.append((time.perf_counter() - t1) * 1e3)
-            for i, (utt, hyp) in enumerate(zip(batch.ids, decoded)):
-                hyps[utt] = list(hyp)
-                if keep_log_probs:
-                    kept[utt] = np.array(log_probs[: lengths[i], i])
-            if reference is not None:
-                ref_lp = reference.run(batch.x).log_probs
-                _checked(reference, batch, ref_lp, len(units))
-                _check_finite(f"parity reference {reference.name}", batch, ref_lp)
-                for i in range(len(batch.ids)):
-                    n = int(lengths[i])
-                    parity_diff = max(parity_diff, float(np.max(np.abs(log_probs[:n, i] - ref_lp[:n, i]))))
-                for utt, hyp in zip(batch.ids, decoder.decode(ref_lp, lengths)):
-                    ref_hyps[utt] = list(hyp)
-        if not first:
-            rerun_pass_s.append(time.perf_counter() - pass_started)
-        passes += 1
-    host_load = watch.stop()
+    seen = FirstPass()
 
-    refs = {ex.utt_id: [units[i] for i in ex.labels] for ex in examples}
-    report, metrics_scored = score_hypotheses(examples, units, hyps, batch_size, recipe_leading_space)
-    metrics.update(metrics_scored)
-    metrics.update({
-        "utterances": len(examples),
-        "batches": len(batches),
-        "timed_passes": passes,
-        "padded_frames": float(sum(b.x.shape[0] * b.x.shape[1] for b in batches)),
-        "decode_ms_total": float(np.sum(decode_ms)),
-        "host_peak_rss_mb": host_peak_rss_mb(),
-    })
+    def first_pass(batch: Batch, out) -> None:
+        _checked(backend, batch, out.log_probs, len(units))
+        _check_finite(variant, batch, out.log_probs)
+        lengths = decode_one_batch(decoder, batch, out.log_probs, output_lengths, seen, keep_log_probs)
+        if reference is not None:
+            parity_one_batch(reference, decoder, batch, out.log_probs, lengths, len(units), seen)
+
+    timed = time_passes(backend, batches, plan, first_pass, progress, f"infer {backend.name} b{batch_size}")
+    report, scored = score_hypotheses(examples, units, seen.hyps, batch_size, recipe_leading_space)
+    metrics.update(scored)
+    metrics.update(pass_metrics(examples, batches, batch_size, timed, seen, audio_seconds))
     device_mem = backend.device_peak_mem_mb()
     if device_mem is not None:
         metrics["device_peak_mem_mb"] = device_mem
-    cv = timing_cv(_pass_throughputs(timings))
-    metrics.update(timing_metrics(timings, audio_seconds * passes, host_load, cv))
-    metrics.update(latency_stats("decode_ms", decode_ms))
-    metrics.update(recipe_figures(infer_ms, batch_size))
-    noisy, reason = noise_verdict(cv, host_load.other_cpu, noisy_cv, noisy_other_cpu)
-    if rerun_pass_s:  # the job's own loop, wall clock: utterances per second of a model-only pass
-        metrics["pass_utt_s"] = len(examples) / float(np.median(rerun_pass_s))
     if reference is not None:
-        ref_report = score_utterances(refs, ref_hyps)
-        metrics["parity_max_abs_diff"] = parity_diff
-        metrics["parity_per_delta"] = report.per - ref_report.per
-        metrics["parity_reference_per"] = ref_report.per
+        metrics.update(parity_metrics(examples, units, report, seen))
+    noisy, reason = noise_verdict(metrics.get("timing_cv"), timed.host_load.other_cpu, plan.noisy_cv, plan.noisy_other_cpu)
     confusions = [(ref, hyp, count) for (ref, hyp), count in report.top_confusions(10)]
-    return EvaluationResult(metrics=metrics, rows=report.rows(), confusions=confusions, log_probs=kept,
-                            timings=timings, host_load=host_load, noisy=noisy, noisy_reason=reason)
+    return EvaluationResult(metrics=metrics, rows=report.rows(), confusions=confusions, log_probs=seen.kept,
+                            timings=timed.timings, host_load=timed.host_load, noisy=noisy, noisy_reason=reason)
+
+
+def pass_metrics(examples: Sequence[Example], batches: Sequence[Batch], batch_size: int, timed: TimedPasses,
+                 seen: FirstPass, audio_seconds: float) -> dict[str, float]:
+    """The split's counts, the timing figures of every timed pass, decode times and the guide's
+    per-batch figures."""
+    infer_ms = [row["infer_ms"] for row in timed.timings]
+    metrics = {
+        "utterances": len(examples),
+        "batches": len(batches),
+        "timed_passes": timed.passes,
+        "padded_frames": float(sum(b.x.shape[0] * b.x.shape[1] for b in batches)),
+        "decode_ms_total": float(np.sum(seen.decode_ms)),
+        "host_peak_rss_mb": host_peak_rss_mb(),
+    }
+    cv = timing_cv(_pass_throughputs(timed.timings))
+    metrics.update(timing_metrics(timed.timings, audio_seconds * timed.passes, timed.host_load, cv))
+    metrics.update(latency_stats("decode_ms", seen.decode_ms))
+    metrics.update(recipe_figures(infer_ms, batch_size))
+    if timed.rerun_pass_s:  # the job's own loop, wall clock: utterances per second of a model-only pass
+        metrics["pass_utt_s"] = len(examples) / float(np.median(timed.rerun_pass_s))
+    return metrics
+
+
+def parity_metrics(examples: Sequence[Example], units: Sequence[str], report: ErrorReport, seen: FirstPass) -> dict[str, float]:
+    """``parity_*``: the largest log-prob gap, and PER against the reference's own PER."""
+    refs = {ex.utt_id: [units[i] for i in ex.labels] for ex in examples}
+    ref_report = score_utterances(refs, seen.ref_hyps)
+    return {"parity_max_abs_diff": seen.parity_diff, "parity_per_delta": report.per - ref_report.per,
+            "parity_reference_per": ref_report.per}
 
 
 def _another_pass(passes: int, timed_batches: int, elapsed_s: float, repeats: int, min_batches: int,
@@ -297,7 +361,7 @@ def _load_metrics(load: HostLoad, cv: Optional[float], timed_batches: int) -> di
     return {name: float(value) for name, value in figures.items() if value is not None}
 
 
-def evaluate_job(exp: Any, pipeline: Any, examples: Optional[Sequence[Example]] = None,
+def evaluate_job(exp: "ExperimentConfig", pipeline: "Pipeline", examples: Optional[Sequence[Example]] = None,
                  job_dir: Optional[Path] = None) -> tuple[EvaluationResult, dict[str, str]]:
     """One job's evaluation, asked of its backend plugin and run by its scenario
     (:mod:`lstm_exp.scenarios`, ``scenario=``): the backend on the artefact its stages wrote, the
@@ -336,7 +400,8 @@ def evaluate_job(exp: Any, pipeline: Any, examples: Optional[Sequence[Example]] 
     return result, tags
 
 
-def scenario_job(exp: Any, pipeline: Any, examples: Optional[Sequence[Example]], job_dir: Optional[Path]) -> Any:
+def scenario_job(exp: "ExperimentConfig", pipeline: "Pipeline", examples: Optional[Sequence[Example]],
+                 job_dir: Optional[Path]) -> "ScenarioJob":
     """What a scenario needs besides the backend: the split in memory, decoder, artefact, audio."""
     from lstm_exp.backends.registry import plugin_for
     from lstm_exp.data.batching import load_split

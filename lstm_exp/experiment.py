@@ -36,6 +36,8 @@ from lstm_exp.report.job import Dataset, JobReport
 
 if TYPE_CHECKING:  # conf_schemas imports nothing of this module at import time either
     from conf_schemas.experiment import ExperimentConfig
+    from lstm_exp.evaluate import EvaluationResult
+    from lstm_exp.pipeline import Pipeline
 
 log = logging.getLogger("lstm_exp")
 
@@ -203,7 +205,25 @@ def run_experiment(config: "DictConfig | ExperimentConfig", job_dir: Optional[st
 
     exp = validate(config) if isinstance(config, DictConfig) else with_derived_batching(config)
     preflight(exp)
-    plain = OmegaConf.to_container(config, resolve=True) if isinstance(config, DictConfig) else None
+    job_dir = _job_dir(exp, job_dir)
+    report = JobReport(**identity_of(exp), job_dir=str(job_dir))
+    if isinstance(config, DictConfig):
+        from lstm_exp.tracking.fingerprint import config_fingerprint
+
+        report.fingerprint = config_fingerprint(OmegaConf.to_container(config, resolve=True))
+        OmegaConf.save(config, job_dir / "config.yaml", resolve=True)
+    pipeline = Pipeline(exp)
+    if exp.stage in ("all", "infer"):
+        result, speakers = infer_split(exp, pipeline, report, job_dir, on_backend_ready)
+    else:
+        pipeline.run_until(exp.stage)
+        result = speakers = None
+    save_results(job_dir, report, pipeline.describe(), result, speakers)
+    return report
+
+
+def _job_dir(exp: "ExperimentConfig", job_dir: Optional[str | Path]) -> Path:
+    """``job_dir`` made, or a fresh folder under ``<paths.root>/outputs/api``."""
     if job_dir is None:
         import tempfile
 
@@ -212,22 +232,13 @@ def run_experiment(config: "DictConfig | ExperimentConfig", job_dir: Optional[st
         job_dir = tempfile.mkdtemp(prefix="job-", dir=base)
     job_dir = Path(job_dir)
     job_dir.mkdir(parents=True, exist_ok=True)
-    report = JobReport(**identity_of(exp), job_dir=str(job_dir))
-    if plain is not None:
-        from lstm_exp.tracking.fingerprint import config_fingerprint
+    return job_dir
 
-        report.fingerprint = config_fingerprint(plain)
-        OmegaConf.save(config, job_dir / "config.yaml", resolve=True)
 
-    pipeline = Pipeline(exp)
-    if exp.stage not in ("all", "infer"):
-        pipeline.run_until(exp.stage)
-        described = pipeline.describe()
-        report.stage_keys, report.stage_summaries = described["keys"], described["summaries"]
-        _write_json(job_dir / "stages.json", described)
-        report.write(job_dir / "report.json")
-        return report
-
+def infer_split(exp: "ExperimentConfig", pipeline: "Pipeline", report: JobReport, job_dir: Path,
+                on_backend_ready=None) -> tuple["EvaluationResult", dict[str, str]]:
+    """The split through the scenario's run (:func:`lstm_exp.evaluate.evaluate_job`), its numbers
+    into ``report``; returns the result and the split's utterance -> speaker map."""
     from lstm_exp.data.batching import load_split
     from lstm_exp.evaluate import evaluate_job
 
@@ -242,23 +253,28 @@ def run_experiment(config: "DictConfig | ExperimentConfig", job_dir: Optional[st
     if on_backend_ready is not None:
         on_backend_ready({**{f"cache.{k}": v for k, v in pipeline.keys.items()}, **backend_tags})
     speakers = speakers_of(prepared, exp.split.name, [ex.utt_id for ex in examples])
-    described = pipeline.describe()
     speaker_metrics = _speaker_metrics(result.rows, speakers) if result.rows else {}
-    metrics = {**result.metrics, **speaker_metrics, **_stage_metrics(described["summaries"])}
+    metrics = {**result.metrics, **speaker_metrics, **_stage_metrics(pipeline.describe()["summaries"])}
     typed = JobReport.from_metrics(metrics)
     for part in ("accuracy", "errors", "infer_ms", "e2e_ms", "decode_ms", "throughput", "memory", "timing", "extra",
                  "sclite", "intervals", "noise", "loadgen"):
         setattr(report, part, getattr(typed, part))
     _measurement(report, result, backend_tags)
+    return result, speakers
+
+
+def save_results(job_dir: Path, report: JobReport, described: dict, result: Optional["EvaluationResult"],
+                 speakers: Optional[dict[str, str]]) -> None:
+    """The job folder's files: ``stages.json`` and ``report.json``, and after inference the
+    per-utterance table, the scoring files, confusions and any kept log-probs."""
     report.stage_keys, report.stage_summaries = described["keys"], described["summaries"]
+    if result is not None:
+        _write_rows(job_dir / "utterances.tsv", result.rows)
+        _write_scoring_files(job_dir, result, speakers)
+        _write_json(job_dir / "confusions.json", [{"ref": r, "hyp": h, "count": n} for r, h, n in result.confusions])
+        if result.log_probs:
+            import numpy as np
 
-    _write_rows(job_dir / "utterances.tsv", result.rows)
-    _write_scoring_files(job_dir, result, speakers)
+            np.savez_compressed(job_dir / "log_probs.npz", **result.log_probs)
     _write_json(job_dir / "stages.json", described)
-    _write_json(job_dir / "confusions.json", [{"ref": r, "hyp": h, "count": n} for r, h, n in result.confusions])
-    if result.log_probs:
-        import numpy as np
-
-        np.savez_compressed(job_dir / "log_probs.npz", **result.log_probs)
     report.write(job_dir / "report.json")
-    return report

@@ -21,6 +21,8 @@ A :class:`BackendPlugin` (one per folder under ``lstm_exp/backends/``, listed in
   ``export.onnx_file`` only where ``takes_onnx_file``), then :meth:`export_shape`;
 * :meth:`static_frames`: the frame count a static artefact needs (acl), else ``None``;
 * :meth:`preflight`: cheap checks that fail before any stage (a missing runtime or provider);
+* :meth:`sweep_preflight`: the checks that need no job's config, run once when a sweep starts
+  (a runtime no job of the sweep could import);
 * :meth:`create`: the :class:`~lstm_exp.backends.base.Backend` (imports the runtime lazily);
 * :meth:`parity_reference`: what ``infer.parity`` compares it with (the registry's reference
   backend, fp32 on the checkpoint, on the variant's kind of device: :meth:`reference_config`).
@@ -38,6 +40,7 @@ from lstm_exp.errors import ConfigError
 
 if TYPE_CHECKING:  # conf_schemas.experiment imports the registry lazily; nothing here imports it at run time
     from conf_schemas.experiment import ExperimentConfig
+    from lstm_exp.backends.base import Backend, BackendConfig
 
 
 @dataclass(frozen=True)
@@ -100,11 +103,11 @@ class BackendPlugin:
     #: runs an ONNX, so that ``export.onnx_file`` (an ONNX made elsewhere) can replace the export
     takes_onnx_file: ClassVar[bool] = False
 
-    def stages(self, cfg: Any) -> list[str]:
+    def stages(self, cfg: "BackendConfig") -> list[str]:
         """Cached stages after ``prepare``, in order; the last one's output is the artefact."""
         return ["train"]
 
-    def validate(self, cfg: Any, exp: "ExperimentConfig") -> None:
+    def validate(self, cfg: "BackendConfig", exp: "ExperimentConfig") -> None:
         """Checks across config groups (``ExperimentConfig.__post_init__``): where the model comes
         from, then :meth:`export_shape`."""
         onnx_file, model = exp.export.onnx_file, exp.model
@@ -129,27 +132,31 @@ class BackendPlugin:
                 return stage
         raise ConfigError(f"stage={name} is not a stage of backend={self.name}")
 
-    def export_shape(self, cfg: Any, exp: "ExperimentConfig") -> ExportShape:
+    def export_shape(self, cfg: "BackendConfig", exp: "ExperimentConfig") -> ExportShape:
         """What the export stage writes for this backend (default: the ``export`` group as given)."""
         export = exp.export
         return ExportShape(dynamic=export.dynamic, batch=export.batch, frames=export.frames)
 
-    def static_frames(self, cfg: Any) -> Optional[int]:
+    def static_frames(self, cfg: "BackendConfig") -> Optional[int]:
         return None
 
-    def preflight(self, cfg: Any) -> None:
+    def preflight(self, cfg: "BackendConfig") -> None:
         """Fail fast (a one-line :class:`~lstm_exp.errors.LstmExpError`) on what would fail after
         minutes of training: a missing runtime, provider or device."""
 
-    def create(self, cfg: Any):
+    def sweep_preflight(self) -> None:
+        """Checks independent of any job's config, once at a sweep's start (``lstm_exp.sweep_checks``):
+        a one-line :class:`~lstm_exp.errors.LstmExpError` stops the sweep before its parent run."""
+
+    def create(self, cfg: "BackendConfig") -> "Backend":
         module, _, cls = self.backend_class.rpartition(".")
         return getattr(importlib.import_module(module), cls)(cfg)
 
-    def reference_config(self, on_gpu: bool) -> Any:
+    def reference_config(self, on_gpu: bool) -> "BackendConfig":
         """This backend's config as the parity reference of others (only the registry's reference)."""
         raise ConfigError(f"backend={self.name} is not a parity reference")
 
-    def parity_reference(self, cfg: Any):
+    def parity_reference(self, cfg: "BackendConfig") -> "Backend":
         """The unloaded backend ``infer.parity`` runs on the same batches: the registry's
         reference backend on the checkpoint, on a GPU when this variant runs on one."""
         from lstm_exp.backends.registry import PARITY_REFERENCE, plugin_for

@@ -25,7 +25,7 @@ import json
 import shutil
 import time
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Optional, Sequence
 
 import numpy as np
 
@@ -35,6 +35,9 @@ from lstm_exp.metrics.host import CpuWatch, HostLoad, noise_verdict
 from lstm_exp.scenarios.base import Scenario
 from lstm_exp.scenarios.batcher import LengthBatcher
 from lstm_exp.scenarios.sut import BackendSUT, SplitQSL
+
+if TYPE_CHECKING:
+    from conf_schemas.experiment import ExperimentConfig
 
 #: the files LoadGen writes that a job keeps (run artefacts)
 LOG_FILES = ("mlperf_log_summary.txt", "mlperf_log_detail.txt", "mlperf_log_accuracy.json")
@@ -266,7 +269,7 @@ def decode_accuracy_log(path: Path, examples: Sequence[Any], decoder: Any, class
     return hyps
 
 
-def preflight(exp: Any) -> None:
+def preflight(exp: "ExperimentConfig") -> None:
     """Before any stage: a LoadGen scenario needs ``mlperf_loadgen`` and does not run the parity
     reference (``infer.parity`` times fixed batches: scenario=offline_batches)."""
     from lstm_exp.errors import ConfigError, MissingDependencyError

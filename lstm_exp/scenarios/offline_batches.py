@@ -14,17 +14,15 @@ class OfflineBatches(Scenario):
     name = "offline_batches"
 
     def run(self, backend: Backend):
-        from lstm_exp.evaluate import evaluate
+        from lstm_exp.evaluate import TimingPlan, evaluate
 
-        job, infer = self.job, self.job.infer
-        self.job.tags["lstm_exp.scenario_padding"] = _padding(job.batching, job.pad_to)
+        job = self.job
+        job.tags["lstm_exp.scenario_padding"] = _padding(job.batching, job.pad_to)
         return evaluate(
-            backend, job.decoder, job.examples, job.units, job.batch, job.pad_to, infer.warmup, job.audio_seconds,
-            output_lengths=job.output_lengths, keep_log_probs=infer.save_log_probs, progress=job.progress,
-            recipe_leading_space=job.recipe_leading_space, batching=job.batching, repeats=infer.repeats,
-            min_seconds=infer.min_seconds, min_batches=infer.min_batches, max_seconds=infer.max_seconds,
-            noisy_cv=infer.noisy_cv, noisy_other_cpu=infer.noisy_other_cpu, artifact=job.artifact,
-            reference=job.reference, variant=job.variant)
+            backend, job.decoder, job.examples, job.units, job.batch, job.pad_to, job.audio_seconds,
+            output_lengths=job.output_lengths, plan=TimingPlan.of(job.infer), batching=job.batching,
+            artifact=job.artifact, reference=job.reference, variant=job.variant,
+            keep_log_probs=job.infer.save_log_probs, progress=job.progress, recipe_leading_space=job.recipe_leading_space)
 
 
 def _padding(batching: str, pad_to) -> str:

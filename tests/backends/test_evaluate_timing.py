@@ -12,7 +12,7 @@ import pytest
 from lstm_exp.backends.base import Backend, RunOutput, Variant
 from lstm_exp.data.batching import Example
 from lstm_exp.errors import DataError
-from lstm_exp.evaluate import evaluate
+from lstm_exp.evaluate import TimingPlan, evaluate
 
 UNITS = ["blank", "UNK", "a", "b"]
 LOAD_S = 0.02
@@ -87,8 +87,9 @@ def _run(backend, examples, **kwargs):
     defaults = dict(batch_size=4, pad_to=None, warmup=2, audio_seconds=10.0, output_lengths=lambda f: np.asarray(f),
                     progress=False, artifact=Path("model.bin"))
     defaults.update(kwargs)
+    plan = TimingPlan(**{name: defaults.pop(name) for name in TimingPlan.__dataclass_fields__ if name in defaults})
     result = evaluate(backend, decoder, examples, UNITS, defaults.pop("batch_size"), defaults.pop("pad_to"),
-                      defaults.pop("warmup"), defaults.pop("audio_seconds"), **defaults)
+                      defaults.pop("audio_seconds"), plan=plan, **defaults)
     return result, decoder
 
 
