@@ -8,16 +8,24 @@
   A ``hydra.sweep.dir=<folder>`` that already holds files (an earlier sweep's jobs, summary,
   plots, ``parent_run.json``) is refused: the new sweep would overwrite them and count the
   earlier jobs as its own.
-* **A backend's runtime is checked once.**  When the sweep's jobs run ``backend=acl`` through
-  inference (``stage=all`` or ``infer``) and pyacl is absent, the sweep stops here with the
-  plugin's one line, instead of every job failing with it (and a FAILED parent with empty plots).
-  ``stage=export``/``convert``/``preprocess`` do not need pyacl, so they are not refused.
+* **A backend's runtime is checked once.**  When the sweep's jobs run a backend through inference
+  (``stage=all`` or ``infer``), its plugin's :meth:`~lstm_exp.backends.plugin.BackendPlugin.sweep_preflight`
+  runs here (acl: is pyacl there?), so that a missing runtime stops the sweep with the plugin's
+  one line instead of failing every job with it (and a FAILED parent with empty plots).  Stages
+  that only build files (``stage=export``/``convert``/``preprocess``) are not refused.
+* **A Ray head named is a Ray head that answers.**  With ``hydra/launcher=ray_head`` (or any
+  launcher whose ``ray.init.address`` is ``HOST:PORT`` / ``ray://HOST:PORT``, or ``auto`` with
+  ``RAY_ADDRESS`` set), the address is probed with one TCP connect before anything is launched:
+  a head that is down or misspelt is one line here instead of Ray's ``ConnectionError``
+  traceback after its own retries.
 
 A refusal prints one ``lstm_exp: error:`` line and exits 1; no MLflow run is made and no file is
 written.
 """
 from __future__ import annotations
 
+import os
+import socket
 import sys
 from pathlib import Path
 from typing import Any, Iterable
@@ -54,14 +62,52 @@ def check_sweep_dir(sweep_dir: Path) -> None:
 
 
 def check_runtimes(config: Any) -> None:
-    """The acl plugin's preflight, once for the sweep, when its jobs run acl's runtime."""
-    from lstm_exp.backends.acl.plugin import PLUGIN as ACL
+    """Each of the sweep's backends' sweep preflight, once, when its jobs run the runtime."""
+    from lstm_exp.backends.registry import PLUGINS
 
     overrides = list(config.hydra.overrides.task)
     backends = _override_values(overrides, "backend", str(config.backend.get("name", "")))
     stages = _override_values(overrides, "stage", str(config.get("stage", "all")))
-    if ACL.name in backends and any(stage in RUNTIME_STAGES for stage in stages):
-        ACL.preflight(config.backend)
+    if not any(stage in RUNTIME_STAGES for stage in stages):
+        return
+    for name in backends:
+        if name in PLUGINS:  # an unknown name is Hydra's to report, with its options
+            PLUGINS[name].sweep_preflight()
+
+
+def ray_head_address(config: Any) -> str | None:
+    """``HOST:PORT`` of the Ray head the sweep's launcher connects to, or None (no Ray launcher,
+    or one that starts its own cluster)."""
+    launcher = config.hydra.get("launcher") if "hydra" in config else None
+    ray = launcher.get("ray") if launcher is not None else None
+    init = ray.get("init") if ray is not None else None
+    address = init.get("address") if init is not None else None
+    if address in (None, "", "local"):
+        return None
+    address = str(address)
+    if address == "auto":
+        address = os.environ.get("RAY_ADDRESS", "")
+        if not address or address == "auto":
+            return None  # Ray looks for a head started on this machine itself
+    address = address.removeprefix("ray://")
+    host, _, port = address.rpartition(":")
+    return address if host and port.isdigit() else None
+
+
+def check_ray_head(config: Any, timeout_s: float = 5.0) -> None:
+    """Refuse a Ray head address nothing answers at (module doc)."""
+    address = ray_head_address(config)
+    if address is None:
+        return
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s):
+            pass
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise LstmExpError(
+            f"hydra.launcher.ray.init.address={address}: no Ray head answers there ({reason}): start one with "
+            f"`ray start --head --port={port}` on {host}, or correct the address (or RAY_ADDRESS)") from None
 
 
 def check_sweep_start(config: Any, sweep_dir: Path) -> None:
@@ -69,6 +115,7 @@ def check_sweep_start(config: Any, sweep_dir: Path) -> None:
     try:
         check_sweep_dir(sweep_dir)
         check_runtimes(config)
+        check_ray_head(config)
     except LstmExpError as err:
         print(f"lstm_exp: error: {err}", file=sys.stderr)
         raise SystemExit(1) from None

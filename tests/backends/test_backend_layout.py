@@ -15,7 +15,7 @@ from lstm_exp.experiment import preflight, validate
 
 PACKAGE = Path(__file__).resolve().parents[2] / "lstm_exp"
 #: the modules that run whatever backend they are given (issue 22: "grep finds no backend name")
-CORE = [PACKAGE / "pipeline.py", PACKAGE / "evaluate.py", PACKAGE / "experiment.py",
+CORE = [PACKAGE / "pipeline.py", PACKAGE / "evaluate.py", PACKAGE / "experiment.py", PACKAGE / "sweep_checks.py",
         *sorted((PACKAGE / "report").glob("*.py"))]
 #: every backend this project has
 BACKEND_NAMES = ("torch", "onnxruntime", "acl", "openvino")
