@@ -7,7 +7,7 @@ its own process, rounds alternating, ratios against onnxruntime fp32 within the 
 Variants (names as lstm_exp's ``variant`` param):
 
 * ``onnxruntime-cpu-fp32`` / ``-int8``: the framework's OnnxRuntimeBackend on the project's ONNX
-  export (dynamic axes) / on the project's int8 conversion of it (``model.export.convert_precision``).
+  export (dynamic axes) / on the project's int8 conversion of it (``backends.onnxruntime.stages.convert_precision``).
 * ``openvino-cpu-fp32`` / ``-bf16``: the framework's OpenVinoBackend (INFERENCE_PRECISION_HINT set
   explicitly; LATENCY below batch 8, THROUGHPUT with async requests from 8 up); bf16 only where
   the CPU has it, else the row says the preflight's refusal.
@@ -95,7 +95,8 @@ def build_model(checkpoint: Optional[Path], seed: int):
 def write_models(out: Path, checkpoint: Optional[Path], seed: int) -> Dict[str, Path]:
     """The fp32 ONNX (the project's exporter, dynamic axes), its int8 conversion and the checkpoint."""
     from lstm_exp.model.checkpoint import save_checkpoint
-    from lstm_exp.model.export import convert_precision, export_onnx
+    from lstm_exp.backends.onnxruntime.stages import convert_precision
+    from lstm_exp.model.export import export_onnx
 
     model = build_model(checkpoint, seed)
     paths = {"checkpoint": save_checkpoint(out / "model.pt", model, None)}
@@ -151,12 +152,8 @@ def make_runner(variant: str, models: Dict[str, str], threads: int):
     from lstm_exp.backends.registry import plugin_for
 
     plugin = plugin_for(runtime)
-    if runtime == "onnxruntime":
-        cfg = plugin.config_class(precision=precision, intra_op_threads=threads)
-        artifact = models[precision]
-    else:
-        cfg = plugin.config_class(precision=precision, threads=threads)
-        artifact = models["fp32"]
+    cfg = plugin.config_class(precision=precision, threads=threads)
+    artifact = models[precision] if runtime == "onnxruntime" else models["fp32"]
     plugin.preflight(cfg)
     return BackendRunner(plugin.create(cfg), Path(artifact))
 
