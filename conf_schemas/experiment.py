@@ -171,12 +171,15 @@ class ExperimentConfig:
             raise ConfigError(f"stage={self.stage} is not a stage of backend={plugin.name} ({self.backend.variant()}): "
                               f"write one of {', '.join(backend_stages)}")
         plugin.validate(self.backend, self)  # refuses an export / artefact source this backend cannot run
-        derived_batching(self.infer, plugin.static_frames(self.backend), plugin.name)  # refuses what cannot fit
+        derived_batching(self.infer, plugin.static_frames(self.backend), plugin.name,  # refuses what cannot fit
+                         plugin.fixed_batching(self.backend))
 
 
-def derived_batching(infer: InferConfig, static_frames: Optional[int], backend: str) -> tuple[str, Optional[int], str]:
+def derived_batching(infer: InferConfig, static_frames: Optional[int], backend: str,
+                     fixed_because: Optional[str] = None) -> tuple[str, Optional[int], str]:
     """``(batching, pad_to, why)``: what ``infer.batching`` / ``infer.pad_to`` left null resolve to
-    for a backend whose artefact has ``static_frames`` (None: dynamic), and a clause saying so
+    for a backend whose artefact has ``static_frames`` (None: dynamic) or that runs fixed batches
+    only ``fixed_because`` (the plugin's reason, None: any batching), and a clause saying so
     (empty when both were given).  Given values that cannot fit are a :class:`ConfigError`.
 
     ``lstm_exp.experiment.validate`` writes the result into the validated config, once, logging
@@ -191,7 +194,9 @@ def derived_batching(infer: InferConfig, static_frames: Optional[int], backend: 
                               f"write infer.pad_to={static_frames} or null")
         why = f"backend={backend}'s model has a static input of {static_frames} frames"
         return "fixed", static_frames, "" if (batching, pad_to) == ("fixed", static_frames) else why
-    if batching is None:
+    if batching is None and fixed_because:
+        batching, why = "fixed", fixed_because
+    elif batching is None:
         batching = "fixed" if pad_to is not None else "longest"
         why = "infer.pad_to is given" if pad_to is not None else "the model takes any length"
     else:

@@ -80,7 +80,8 @@ def with_derived_batching(exp: "ExperimentConfig") -> "ExperimentConfig":
     from lstm_exp.backends.registry import plugin_for
 
     plugin = plugin_for(exp.backend.name)
-    batching, pad_to, why = derived_batching(exp.infer, plugin.static_frames(exp.backend), plugin.name)
+    batching, pad_to, why = derived_batching(exp.infer, plugin.static_frames(exp.backend), plugin.name,
+                                             plugin.fixed_batching(exp.backend))
     if why:
         log.info("infer.batching=%s infer.pad_to=%s derived: %s", batching, pad_to, why)
     exp.infer = replace(exp.infer, batching=batching, pad_to=pad_to)

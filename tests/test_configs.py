@@ -146,6 +146,9 @@ def test_validation_derives_null_batching_explicitly_and_keeps_given_values(comp
     assert derived_batching(InferConfig(), None, "x") == ("longest", None, "the model takes any length")
     assert derived_batching(InferConfig(batching="fixed"), None, "x")[:2] == ("fixed", 390)
     assert derived_batching(InferConfig(batching="fixed", pad_to=400), None, "x") == ("fixed", 400, "")
+    assert derived_batching(InferConfig(), None, "x", "graphs need it") == (
+        "fixed", 390, "graphs need it; the recipe pads to 390 frames")  # a plugin's fixed_batching reason
+    assert derived_batching(InferConfig(pad_to=200), None, "x", "graphs need it") == ("fixed", 200, "graphs need it")
     mode, pad_to, why = derived_batching(InferConfig(), 390, "x")
     assert (mode, pad_to) == ("fixed", 390) and "static input of 390 frames" in why
     assert (validate(compose_config()).infer.batching, validate(compose_config()).infer.pad_to) == ("longest", None)

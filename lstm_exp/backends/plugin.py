@@ -20,6 +20,7 @@ A :class:`BackendPlugin` (one per folder under ``lstm_exp/backends/``, listed in
 * :meth:`validate`: checks across groups at validation (the artefact sources it takes:
   ``export.onnx_file`` only where ``takes_onnx_file``), then :meth:`export_shape`;
 * :meth:`static_frames`: the frame count a static artefact needs (acl), else ``None``;
+  :meth:`fixed_batching`: why it runs fixed batches only (torch with CUDA graphs), else ``None``;
 * :meth:`preflight`: cheap checks that fail before any stage (a missing runtime or provider);
 * :meth:`sweep_preflight`: the checks that need no job's config, run once when a sweep starts
   (a runtime no job of the sweep could import);
@@ -138,6 +139,13 @@ class BackendPlugin:
         return ExportShape(dynamic=export.dynamic, batch=export.batch, frames=export.frames)
 
     def static_frames(self, cfg: "BackendConfig") -> Optional[int]:
+        return None
+
+    def fixed_batching(self, cfg: "BackendConfig") -> Optional[str]:
+        """Why this backend, as configured, runs fixed batches only (every batch padded to
+        ``infer.pad_to``; torch: CUDA graphs), or None.  ``infer.batching`` left null then resolves
+        to ``fixed`` (:func:`conf_schemas.experiment.derived_batching`); a static artefact
+        (:meth:`static_frames`) needs no reason here."""
         return None
 
     def preflight(self, cfg: "BackendConfig") -> None:

@@ -54,6 +54,11 @@ def test_cuda_graphs_pad_every_batch_to_a_fixed_frame_count(compose_config):
     assert (exp.infer.batching, exp.infer.pad_to) == ("fixed", 390)
     exp = validate(compose_config("backend=torch", "backend.device=cuda", "backend.cuda_graphs=true", "infer.pad_to=200"))
     assert (exp.infer.batching, exp.infer.pad_to) == ("fixed", 200)
+    # derived by validate(), never written by the schema's own checks (ExperimentConfig.__post_init__)
+    from omegaconf import OmegaConf
+
+    raw = OmegaConf.to_object(compose_config("backend=torch", "backend.device=cuda", "backend.cuda_graphs=true"))
+    assert (raw.infer.batching, raw.infer.pad_to) == (None, None)
 
 
 def test_cuda_graphs_on_a_cpu_only_host_is_refused_by_the_preflight(compose_config):

@@ -8,7 +8,7 @@ refused).
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Optional
 
 from lstm_exp.backends.plugin import BackendPlugin
 from lstm_exp.backends.torch.config import TorchBackendConfig
@@ -16,6 +16,10 @@ from lstm_exp.errors import ConfigError, MissingDependencyError
 
 if TYPE_CHECKING:
     from conf_schemas.experiment import ExperimentConfig
+
+
+#: why ``backend.cuda_graphs=true`` runs fixed batches only
+CUDA_GRAPHS_NEED_FIXED = "backend.cuda_graphs=true replays one graph per batch shape, padded to infer.pad_to frames"
 
 
 class TorchPlugin(BackendPlugin):
@@ -30,15 +34,15 @@ class TorchPlugin(BackendPlugin):
         """fp32 eager on the checkpoint: the parity reference of every backend."""
         return TorchBackendConfig(device="cuda" if on_gpu else "cpu", threads=0)
 
+    def fixed_batching(self, cfg: TorchBackendConfig) -> Optional[str]:
+        return CUDA_GRAPHS_NEED_FIXED if cfg.cuda_graphs else None
+
     def validate(self, cfg: TorchBackendConfig, exp: "ExperimentConfig") -> None:
         super().validate(cfg, exp)
-        if getattr(cfg, "cuda_graphs", False):
-            infer = exp.infer
-            if infer.batching not in (None, "fixed"):
-                raise ConfigError(f"infer.batching={infer.batching}: backend.cuda_graphs=true replays one graph per "
-                                  "batch shape, padded to infer.pad_to frames: write infer.batching=fixed, or "
-                                  "backend.cuda_graphs=false")
-            infer.batching = "fixed"
+        batching = exp.infer.batching
+        if cfg.cuda_graphs and batching not in (None, "fixed"):
+            raise ConfigError(f"infer.batching={batching}: {CUDA_GRAPHS_NEED_FIXED}: write infer.batching=fixed, or "
+                              "backend.cuda_graphs=false")
 
     def preflight(self, cfg: TorchBackendConfig) -> None:
         if cfg.device == "cuda":
