@@ -1,5 +1,6 @@
-"""Shared by the team-scale tests: one smoke model trained once (tracking off) whose stage cache
-the tests' sweeps reuse (``paths.cache_dir=``), so each test pays for its service, not for training."""
+"""Shared by the team-scale tests: the services' fixtures.  The smoke model's stage cache
+(``smoke_cache``, tests/conftest.py) is trained once per session; each test copies it, so it pays
+for its service, not for training."""
 from __future__ import annotations
 
 import sys
@@ -9,16 +10,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from services import SMOKE, Postgres, SwiftS3, lstm_exp, running  # noqa: E402
-
-
-@pytest.fixture(scope="session")
-def smoke_cache(tmp_path_factory) -> Path:
-    pytest.importorskip("espeakng_loader")
-    folder = tmp_path_factory.mktemp("scale-cache")
-    proc = lstm_exp(folder, *SMOKE, "stage=export", "tracking=none")
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return folder / "cache"
+from services import Postgres, SwiftS3, running  # noqa: E402
 
 
 @pytest.fixture()

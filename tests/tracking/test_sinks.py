@@ -30,16 +30,6 @@ def _run(cwd: Path, *args: str, python_flags: tuple = ()) -> subprocess.Complete
                           capture_output=True, text=True, timeout=900)
 
 
-@pytest.fixture(scope="module")
-def smoke_cache(tmp_path_factory) -> Path:
-    """A stage cache holding the smoke model (trained once for this module, tracking off)."""
-    pytest.importorskip("espeakng_loader")
-    cwd = tmp_path_factory.mktemp("sink-cache")
-    proc = _run(cwd, *SMOKE, "stage=export", "tracking=none")
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return cwd / "cache"
-
-
 def _lines(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
