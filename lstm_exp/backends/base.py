@@ -32,6 +32,9 @@ from typing import ClassVar, Optional
 
 import numpy as np
 
+from lstm_exp.backends.threads import threads_fault
+from lstm_exp.errors import ConfigError
+
 
 #: every precision a variant may name, one spelling for every backend (``backend.precision=``):
 #: ``mixed`` = the runtime picks per operator (e.g. ATC's allow_mix_precision)
@@ -63,8 +66,8 @@ class BackendConfig:
     """The common base of every ``backend=<name>`` schema (``backends/<name>/config.py``).
 
     Subclasses set ``name``'s default and :attr:`precisions` (precision -> the devices that run
-    it), define ``device`` (a field or a property) and check ``threads`` with
-    :meth:`threads_faults` in their ``__post_init__``."""
+    it), define ``device`` (a field or a property) and call :meth:`check_threads` in their
+    ``__post_init__``."""
 
     #: the backend's name, as ``backend=<name>`` selects it (never overridden)
     name: str = ""
@@ -80,12 +83,11 @@ class BackendConfig:
     def device(self) -> str:  # overridden by a field or a property
         raise NotImplementedError
 
-    def threads_faults(self) -> list[str]:
-        """What is wrong with ``threads`` (empty: nothing)."""
-        from lstm_exp.backends.threads import threads_fault
-
+    def check_threads(self) -> None:
+        """Refuse a ``threads`` value that means nothing, with one line."""
         fault = threads_fault(self.threads)
-        return [fault] if fault else []
+        if fault:
+            raise ConfigError(fault)
 
     def variant(self) -> Variant:
         return Variant(self.name, self.device, str(self.precision))

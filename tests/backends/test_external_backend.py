@@ -44,8 +44,7 @@ FILES = {
             precision: str = "fp32"
 
             def __post_init__(self) -> None:
-                for fault in self.threads_faults():  # backend.threads: the common base's field
-                    raise ConfigError(fault)
+                self.check_threads()  # backend.threads: the common base's field
                 if self.precision not in self.precisions:
                     raise ConfigError(f"backend.precision={self.precision}: write fp32")
         ''',

@@ -75,8 +75,7 @@ class OnnxRuntimeBackendConfig(BackendConfig):
             raise ConfigError(
                 f"backend.graph_optimization={self.graph_optimization!r}: write one of {', '.join(ORT_GRAPH_OPTIMIZATION)}"
             )
-        for fault in self.threads_faults():
-            raise ConfigError(fault)
+        self.check_threads()
         if self.inter_op_threads < 0:
             raise ConfigError(f"backend.inter_op_threads={self.inter_op_threads} must be >= 0 (0 = onnxruntime's default)")
         if self.io_binding and self.device != "cuda":

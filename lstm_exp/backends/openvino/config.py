@@ -58,8 +58,7 @@ class OpenVinoBackendConfig(BackendConfig):
         if self.performance_hint not in OV_PERFORMANCE_HINTS:
             raise ConfigError(f"backend.performance_hint={self.performance_hint!r}: write one of "
                               f"{', '.join(OV_PERFORMANCE_HINTS)}")
-        for fault in self.threads_faults():
-            raise ConfigError(fault)
+        self.check_threads()
         for key in ("streams", "max_compiled_shapes"):
             if getattr(self, key) < 0:
                 raise ConfigError(f"backend.{key}={getattr(self, key)} must be >= 0 (0 = {_ZERO_MEANS[key]})")

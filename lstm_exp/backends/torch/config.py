@@ -57,8 +57,7 @@ class TorchBackendConfig(BackendConfig):
             raise ConfigError(f"backend.name={self.name!r} does not match backend=torch: remove the override")
         if self.device not in TORCH_DEVICES:
             raise ConfigError(f"backend.device={self.device!r} is not known: write cpu, cuda or auto")
-        for fault in self.threads_faults():
-            raise ConfigError(fault)
+        self.check_threads()
         self._check_precision()
         self._check_gpu_options()
 
